@@ -1,0 +1,63 @@
+package runtime
+
+import (
+	"context"
+	"net"
+	"time"
+)
+
+// VMM boots microVMs. Implementations (Cloud Hypervisor, QEMU) live in their own
+// packages; the runtime only sees this interface.
+type VMM interface {
+	// Name identifies the VMM and accelerator, e.g. "qemu/tcg" or "cloud-hypervisor/kvm".
+	Name() string
+	// Boot starts a VM and returns once its process runs. The agent may not be up yet:
+	// callers dial AgentPort and retry until ctx ends.
+	Boot(ctx context.Context, cfg VMConfig) (Machine, error)
+}
+
+// VMConfig is everything a VMM needs to boot one guest.
+type VMConfig struct {
+	Name      string
+	Kernel    string // path to the kernel image
+	Initramfs string // path to the initramfs
+	Cmdline   string // kernel command line (the VMM may prepend console settings)
+	MemoryMB  int
+	VCPUs     int
+	// StateDir is a private directory the VMM may use for sockets and logs; the
+	// caller removes it after Machine.Close.
+	StateDir string
+	// Shares are host directories exported to the guest by tag.
+	Shares []Share
+	// Network attaches a NIC whose frames the VMM exchanges over this unix socket path
+	// (QEMU stream netdev); empty means no NIC.
+	NetworkSocket string
+	MAC           string
+}
+
+// Share exports a host directory to the guest under a tag (virtio-fs).
+type Share struct {
+	Tag      string
+	HostPath string
+	ReadOnly bool
+}
+
+// Machine is a running VM.
+type Machine interface {
+	// DialAgent opens a byte stream to the guest agent's control port.
+	DialAgent(ctx context.Context) (net.Conn, error)
+	// Done is closed when the VMM process has exited.
+	Done() <-chan struct{}
+	// Err is why the VM ended (nil while running or after a clean poweroff).
+	Err() error
+	// ConsoleTail returns the last n bytes of the guest's serial console.
+	ConsoleTail(n int) string
+	// Shutdown asks the guest to power off, then stops the VMM, escalating to a kill
+	// when ctx ends; after it returns no process or socket of the VM remains.
+	Shutdown(ctx context.Context) error
+	// Kill stops the VMM process immediately and cleans up.
+	Kill() error
+}
+
+// BootTimeout bounds how long a guest agent may take to answer after boot.
+const BootTimeout = 2 * time.Minute
