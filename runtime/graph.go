@@ -53,7 +53,8 @@ const (
 type Skill struct {
 	Kind        SkillKind
 	Name        string            // agent or CLI name, file base name, image ref
-	Path        string            // SkillFile: absolute host path
+	Path        string            // SkillFile: where it was read from (host path or @stdlib//...)
+	Content     string            // SkillFile: the file's text, read when skill() is called
 	Command     string            // SkillMCP: the server command
 	Args        []string          // SkillMCP
 	Env         map[string]string // SkillMCP
