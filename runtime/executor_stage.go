@@ -1,0 +1,278 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// InputPath is where every stage finds its input inside its sandbox (also on stdin).
+const InputPath = "/workspace/input"
+
+// WorkDir is the working directory of stage commands.
+const WorkDir = "/workspace"
+
+// outcome is one attempt's result.
+type outcome struct {
+	stdout, stderr string
+	exitCode       int
+	err            error // nil: the attempt succeeded
+	permanent      bool  // a retry cannot help (e.g. the provider cannot run agents)
+}
+
+// stage runs s (with its retries) and returns its output: stdout on success, "" otherwise.
+func (r *run) stage(s *Stage, input string) string {
+	if r.ctx.Err() != nil {
+		r.skip(s)
+		return ""
+	}
+	start := time.Now()
+	sr := &StageResult{Name: s.Name}
+	var out outcome
+	for attempt := 1; ; attempt++ {
+		if !r.acquire() {
+			if attempt == 1 {
+				r.skip(s)
+				return ""
+			}
+			r.cancelled(sr)
+			break
+		}
+		sr.Attempts = attempt
+		r.emit(Event{Stage: s.Name, Kind: EventStart, Attempt: attempt})
+		out = r.attempt(s, input)
+		r.release()
+		sr.ExitCode, sr.Stdout, sr.Stderr = out.exitCode, out.stdout, out.stderr
+		if out.err == nil {
+			sr.Status, sr.Output, sr.Error = StatusOK, out.stdout, ""
+			break
+		}
+		if r.ctx.Err() != nil {
+			r.cancelled(sr)
+			break
+		}
+		if out.permanent || attempt > s.Retries {
+			sr.Status, sr.Error = StatusFailed, out.err.Error()
+			break
+		}
+		r.emit(Event{Stage: s.Name, Kind: EventRetry, Attempt: attempt + 1, Err: out.err})
+		if !r.sleep(r.backoff(attempt)) {
+			r.cancelled(sr)
+			break
+		}
+	}
+	d := time.Since(start)
+	sr.DurationMS = d.Milliseconds()
+	r.record(sr)
+	var evErr error
+	if sr.Status != StatusOK {
+		evErr = errors.New(sr.Error)
+	}
+	r.emit(Event{Stage: s.Name, Kind: EventEnd, Attempt: sr.Attempts, Duration: d, Err: evErr, Result: sr})
+	if sr.Status == StatusFailed && s.OnFailure != FailContinue {
+		r.failStop(s.Name, sr.Error)
+	}
+	return sr.Output
+}
+
+// cancelled marks a started stage as stopped by the run (a sibling's failure or ctx).
+func (r *run) cancelled(sr *StageResult) {
+	sr.Status, sr.Output = StatusCanceled, ""
+	r.mu.Lock()
+	why := r.stopErr
+	r.mu.Unlock()
+	if why == "" {
+		why = "the run was cancelled"
+	}
+	sr.Error = "canceled: " + why
+}
+
+// sleep waits d unless the run stops first; it reports whether the full wait happened.
+func (r *run) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return r.ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.ctx.Done():
+		return false
+	}
+}
+
+func specFor(s *Stage) SandboxSpec {
+	return SandboxSpec{
+		Name: s.Name, MemoryMB: s.MemoryMB, VCPUs: s.VCPUs, Image: s.Image,
+		Network: s.Network, Egress: s.Egress, Mounts: s.Mounts, Allow: s.Allow, Skills: s.Skills,
+	}
+}
+
+// attempt runs s once in a fresh sandbox. The sandbox is closed on every path, a panic
+// in a provider included (it becomes this attempt's error, so the other stages' sandboxes
+// are still closed by their own attempts).
+func (r *run) attempt(s *Stage, input string) (o outcome) {
+	agent, isAgent := r.e.Provider.(AgentRunner)
+	if len(s.Cmd) == 0 && !isAgent {
+		o.err = fmt.Errorf("agent stages (prompt=) are not supported by the %s sandbox yet", r.e.Provider.Name())
+		o.permanent = true
+		return o
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	if s.Timeout > 0 {
+		ctx, cancel = context.WithTimeout(r.ctx, s.Timeout)
+	}
+	defer cancel()
+	stdout := &capWriter{limit: r.limit, onOverflow: cancel}
+	stderr := &capWriter{limit: r.limit, onOverflow: cancel}
+	defer func() {
+		if p := recover(); p != nil {
+			o.err = fmt.Errorf("%s sandbox panicked: %v", r.e.Provider.Name(), p)
+		}
+		if o.err == nil && (stdout.overflow() || stderr.overflow()) {
+			o.err = errOverflow
+		}
+		if o.err != nil {
+			o.err = r.classify(ctx, s, stdout, stderr, o.err)
+		}
+	}()
+
+	sb, err := r.e.Provider.Open(ctx, specFor(s))
+	if err != nil {
+		o.err = fmt.Errorf("open %s sandbox: %w", r.e.Provider.Name(), err)
+		return o
+	}
+	defer func() {
+		// The stage's work is done either way; a failed close is worth seeing, not a retry.
+		if err := sb.Close(); err != nil {
+			o.stderr += fmt.Sprintf("\nvoidbox: closing sandbox: %v\n", err)
+		}
+	}()
+	if err := sb.WriteFile(ctx, InputPath, []byte(input), 0o644); err != nil {
+		o.err = fmt.Errorf("write %s: %w", InputPath, err)
+		return o
+	}
+	if isAgent && len(s.Cmd) == 0 {
+		res, err := agent.RunAgent(ctx, sb, s, input)
+		stdout.WriteString(res.Stdout)
+		stderr.WriteString(res.Stderr)
+		o.stdout, o.stderr, o.exitCode = stdout.String(), stderr.String(), res.ExitCode
+		if err != nil {
+			o.err = fmt.Errorf("agent: %w", err)
+		} else if res.ExitCode != 0 {
+			o.err = exitError(res.ExitCode, "", o.stderr)
+		}
+		return o
+	}
+	req := ExecRequest{
+		Args: s.Cmd, Env: s.Env, Dir: WorkDir,
+		Stdin: strings.NewReader(input), Stdout: stdout, Stderr: stderr,
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		req.Timeout = max(time.Until(dl), time.Millisecond)
+	}
+	res, err := sb.Exec(ctx, req)
+	o.stdout, o.stderr, o.exitCode = stdout.String(), stderr.String(), res.ExitCode
+	switch {
+	case err != nil:
+		o.err = fmt.Errorf("exec %s: %w", s.Cmd[0], err)
+	case res.TimedOut:
+		o.err = errTimedOut
+	case res.ExitCode != 0 || res.Signal != "":
+		o.err = exitError(res.ExitCode, res.Signal, o.stderr)
+	}
+	return o
+}
+
+var (
+	errTimedOut = errors.New("timed out")
+	errOverflow = errors.New("output overflow")
+)
+
+// classify turns an attempt error into the message users see, preferring the root cause:
+// too much output, then the stage timeout, then what the sandbox said.
+func (r *run) classify(ctx context.Context, s *Stage, stdout, stderr *capWriter, err error) error {
+	switch {
+	case stdout.overflow() || stderr.overflow():
+		return fmt.Errorf("output exceeds %s (stdout and stderr are each capped)", sizeString(r.limit))
+	case errors.Is(err, errTimedOut) || (s.Timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) && r.ctx.Err() == nil):
+		return fmt.Errorf("timed out after %s", s.Timeout)
+	}
+	return err
+}
+
+func exitError(code int, signal, stderr string) error {
+	msg := fmt.Sprintf("exit code %d", code)
+	if signal != "" {
+		msg = "killed by " + signal
+	}
+	if tail := lastLine(stderr); tail != "" {
+		msg += ": " + tail
+	}
+	return errors.New(msg)
+}
+
+// lastLine is the last non-empty line of s, shortened: the likeliest useful hint.
+func lastLine(s string) string {
+	s = strings.TrimRight(s, " \t\r\n")
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	s = strings.TrimSpace(s)
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
+
+func sizeString(n int) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// capWriter keeps up to limit bytes. Past the limit it cancels the attempt and fails
+// further writes, so a runaway process is stopped instead of filling host memory.
+type capWriter struct {
+	mu         sync.Mutex
+	buf        strings.Builder
+	limit      int
+	over       bool
+	onOverflow func()
+}
+
+func (w *capWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.over {
+		return 0, errOverflow
+	}
+	if w.buf.Len()+len(p) > w.limit {
+		w.buf.Write(p[:w.limit-w.buf.Len()])
+		w.over = true
+		if w.onOverflow != nil {
+			w.onOverflow()
+		}
+		return 0, errOverflow
+	}
+	return w.buf.Write(p)
+}
+
+func (w *capWriter) WriteString(s string) { _, _ = w.Write([]byte(s)) }
+
+func (w *capWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+func (w *capWriter) overflow() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.over
+}
