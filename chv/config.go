@@ -1,0 +1,186 @@
+package chv
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/voidbox/voidbox/runtime"
+)
+
+// The JSON types below mirror the parts of Cloud Hypervisor's VmConfig
+// (contracts/cloud-hypervisor-openapi.yaml) that voidbox sets. Field names and
+// required fields follow the schema; the tests validate every body against it.
+
+type vmConfig struct {
+	CPUs    cpusConfig    `json:"cpus"`
+	Memory  memoryConfig  `json:"memory"`
+	Payload payloadConfig `json:"payload"`
+	Disks   []diskConfig  `json:"disks,omitempty"`
+	RNG     rngConfig     `json:"rng"`
+	FS      []fsConfig    `json:"fs,omitempty"`
+	Serial  consoleConfig `json:"serial"`
+	Console consoleConfig `json:"console"`
+	Vsock   *vsockConfig  `json:"vsock,omitempty"`
+}
+
+type cpusConfig struct {
+	BootVCPUs int `json:"boot_vcpus"`
+	MaxVCPUs  int `json:"max_vcpus"`
+}
+
+type memoryConfig struct {
+	Size   int64 `json:"size"` // bytes
+	Shared bool  `json:"shared"`
+}
+
+type payloadConfig struct {
+	Kernel    string `json:"kernel"`
+	Initramfs string `json:"initramfs,omitempty"`
+	Cmdline   string `json:"cmdline,omitempty"`
+}
+
+type diskConfig struct {
+	Path     string `json:"path"`
+	Readonly bool   `json:"readonly"`
+	ID       string `json:"id,omitempty"`
+}
+
+type rngConfig struct {
+	Src string `json:"src"`
+}
+
+type fsConfig struct {
+	Tag       string `json:"tag"`
+	Socket    string `json:"socket"`
+	NumQueues int    `json:"num_queues"`
+	QueueSize int    `json:"queue_size"`
+}
+
+type consoleConfig struct {
+	Mode string `json:"mode"` // one of the schema's ConsoleMode values
+	File string `json:"file,omitempty"`
+}
+
+type vsockConfig struct {
+	CID    uint64 `json:"cid"`
+	Socket string `json:"socket"`
+}
+
+// cmdlinePrefix sends the kernel's messages to the serial log, makes a reboot
+// leave through the keyboard controller (which Cloud Hypervisor turns into a
+// VMM exit) and turns a guest panic into an immediate reboot instead of a hang.
+const cmdlinePrefix = "console=ttyS0 reboot=k panic=-1"
+
+// Defaults for a VMConfig that leaves sizes at zero.
+const (
+	defaultMemoryMB = 512
+	defaultVCPUs    = 1
+	maxVCPUs        = 254 // Cloud Hypervisor's x86_64 limit
+)
+
+// ErrNetworkUnsupported is returned for a VMConfig with a NetworkSocket:
+// voidbox's user-mode network hands frames over a unix stream socket, which
+// Cloud Hypervisor has no netdev for (it wants a TAP device or vhost-user).
+var ErrNetworkUnsupported = errors.New("networking under Cloud Hypervisor is not supported yet (it has no unix-stream netdev); run this box with --sandbox qemu or without network")
+
+// fsShare is one virtio-fs share and the vhost-user socket its virtiofsd serves.
+type fsShare struct {
+	runtime.Share
+	Socket string
+}
+
+// vmPaths are the files of one VM inside its state directory.
+type vmPaths struct {
+	Dir     string
+	API     string // api.sock
+	Vsock   string // vsock.sock (guest-initiated conns arrive on vsock.sock_<port>)
+	Console string // console.log (serial)
+	Events  string // events.json (--event-monitor)
+	Log     string // vmm.log (stdout and stderr of cloud-hypervisor)
+}
+
+// maxSocketPath is sun_path's size minus the NUL; a longer path cannot be bound.
+const maxSocketPath = 107
+
+func pathsIn(dir string) (vmPaths, error) {
+	if dir == "" {
+		return vmPaths{}, errors.New("chv: VMConfig.StateDir is empty; the driver needs a private directory for sockets and logs")
+	}
+	p := vmPaths{
+		Dir:     dir,
+		API:     filepath.Join(dir, "api.sock"),
+		Vsock:   filepath.Join(dir, "vsock.sock"),
+		Console: filepath.Join(dir, "console.log"),
+		Events:  filepath.Join(dir, "events.json"),
+		Log:     filepath.Join(dir, "vmm.log"),
+	}
+	// The longest socket we create is a guest-initiated vsock listener,
+	// vsock.sock_<port> with up to 10 port digits.
+	if n := len(p.Vsock) + 11; n > maxSocketPath {
+		return vmPaths{}, fmt.Errorf("chv: VMConfig.StateDir %q is too long for unix sockets (%d bytes needed, at most %d); use a shorter directory", dir, n, maxSocketPath)
+	}
+	return p, nil
+}
+
+// checkConfig rejects a VMConfig the driver cannot boot, before any process
+// is started, and fills in default sizes.
+func checkConfig(cfg runtime.VMConfig) (runtime.VMConfig, error) {
+	if cfg.NetworkSocket != "" {
+		return cfg, fmt.Errorf("chv: vm %s: %w", cfg.Name, ErrNetworkUnsupported)
+	}
+	if cfg.Kernel == "" {
+		return cfg, fmt.Errorf("chv: vm %s: VMConfig.Kernel is empty; give the path of the guest kernel", cfg.Name)
+	}
+	switch {
+	case cfg.MemoryMB < 0:
+		return cfg, fmt.Errorf("chv: vm %s: VMConfig.MemoryMB is %d; want a positive size in MiB", cfg.Name, cfg.MemoryMB)
+	case cfg.MemoryMB == 0:
+		cfg.MemoryMB = defaultMemoryMB
+	}
+	switch {
+	case cfg.VCPUs < 0 || cfg.VCPUs > maxVCPUs:
+		return cfg, fmt.Errorf("chv: vm %s: VMConfig.VCPUs is %d; want 1 to %d", cfg.Name, cfg.VCPUs, maxVCPUs)
+	case cfg.VCPUs == 0:
+		cfg.VCPUs = defaultVCPUs
+	}
+	seen := map[string]bool{}
+	for i, s := range cfg.Shares {
+		switch {
+		case s.Tag == "":
+			return cfg, fmt.Errorf("chv: vm %s: Shares[%d].Tag is empty; every share needs a tag the guest mounts by", cfg.Name, i)
+		case len(s.Tag) > 36:
+			// virtio-fs config space holds a 36-byte tag.
+			return cfg, fmt.Errorf("chv: vm %s: Shares[%d].Tag %q is %d bytes; virtio-fs tags hold at most 36", cfg.Name, i, s.Tag, len(s.Tag))
+		case seen[s.Tag]:
+			return cfg, fmt.Errorf("chv: vm %s: Shares[%d].Tag %q is used twice; tags must be unique", cfg.Name, i, s.Tag)
+		case !filepath.IsAbs(s.HostPath):
+			return cfg, fmt.Errorf("chv: vm %s: Shares[%d].HostPath %q is not absolute", cfg.Name, i, s.HostPath)
+		}
+		seen[s.Tag] = true
+	}
+	return cfg, nil
+}
+
+// buildVMConfig is the body of PUT vm.create for a checked VMConfig.
+func buildVMConfig(cfg runtime.VMConfig, p vmPaths, cid uint64, shares []fsShare) vmConfig {
+	cmdline := cmdlinePrefix
+	if extra := strings.TrimSpace(cfg.Cmdline); extra != "" {
+		cmdline += " " + extra
+	}
+	vc := vmConfig{
+		CPUs: cpusConfig{BootVCPUs: cfg.VCPUs, MaxVCPUs: cfg.VCPUs},
+		// virtio-fs maps guest memory into virtiofsd, which needs it shared.
+		Memory:  memoryConfig{Size: int64(cfg.MemoryMB) << 20, Shared: len(shares) > 0},
+		Payload: payloadConfig{Kernel: cfg.Kernel, Initramfs: cfg.Initramfs, Cmdline: cmdline},
+		RNG:     rngConfig{Src: "/dev/urandom"},
+		Serial:  consoleConfig{Mode: "File", File: p.Console},
+		Console: consoleConfig{Mode: "Off"},
+		Vsock:   &vsockConfig{CID: cid, Socket: p.Vsock},
+	}
+	for _, s := range shares {
+		vc.FS = append(vc.FS, fsConfig{Tag: s.Tag, Socket: s.Socket, NumQueues: 1, QueueSize: 1024})
+	}
+	return vc
+}

@@ -1,0 +1,155 @@
+package chv
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"testing"
+
+	"github.com/voidbox/voidbox/chv/internal/fakechv"
+)
+
+// fakeModeEnv turns the test binary into a fake cloud-hypervisor process, so
+// the driver manages a real process and a real API socket. Modes:
+//
+//	normal               serve the API; the agent answers on port 1024 (echo)
+//	never-listen         never create the API socket
+//	exit-at-start        print a KVM error and exit 1, as without /dev/kvm
+//	ping-fails           vmm.ping answers 500
+//	create-rejected      vm.create answers 400 with an error chain
+//	boot-fails           vm.boot answers 500
+//	crash-after-boot     exit 1 shortly after vm.boot, no agent
+//	poweroff-after-boot  the guest powers off shortly after boot: exit 0
+//	ignore-vmm-shutdown  answer vmm.shutdown but keep running
+//	agent-late           the agent starts listening 400ms after boot
+const fakeModeEnv = "VOIDBOX_FAKECHV_MODE"
+
+// violationMark prefixes a contract violation the fake process saw; the
+// tests fail when vmm.log contains it.
+const violationMark = "FAKECHV-VIOLATION: "
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(fakeModeEnv); mode != "" {
+		os.Exit(fakeVMM(mode, os.Args[1:]))
+	}
+	// Hand the schema's location to the fake processes explicitly.
+	if os.Getenv(fakechv.SpecEnv) == "" {
+		if p, err := fakechv.FindSpec(); err == nil {
+			os.Setenv(fakechv.SpecEnv, p)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// argValue finds "--flag path=X" in a cloud-hypervisor command line.
+func argValue(args []string, flag string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag {
+			return strings.TrimPrefix(args[i+1], "path=")
+		}
+	}
+	return ""
+}
+
+func fakeVMM(mode string, args []string) int {
+	api := argValue(args, "--api-socket")
+	if api == "" {
+		fmt.Fprintln(os.Stderr, "fake cloud-hypervisor: no --api-socket path=")
+		return 2
+	}
+	switch mode {
+	case "exit-at-start":
+		fmt.Fprintln(os.Stderr, "Error booting VM: Failed to open /dev/kvm: No such file or directory (os error 2)")
+		return 1
+	case "never-listen":
+		time.Sleep(time.Hour)
+		return 1
+	}
+	path, err := fakechv.FindSpec()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, violationMark+err.Error())
+		return 3
+	}
+	doc, err := fakechv.LoadSpec(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, violationMark+err.Error())
+		return 3
+	}
+	srv, err := fakechv.New(doc, func(err error) { fmt.Fprintln(os.Stderr, violationMark+err.Error()) })
+	if err != nil {
+		fmt.Fprintln(os.Stderr, violationMark+err.Error())
+		return 3
+	}
+	switch mode {
+	case "ping-fails":
+		srv.PingError = []string{"Error from API", "API request send error"}
+	case "create-rejected":
+		srv.CreateError = []string{"Error from API", "The VM could not be created", "Error validating configuration", "Invalid kernel path"}
+	case "boot-fails":
+		srv.BootError = []string{"Error from API", "The VM could not boot", "Cannot load the kernel into memory"}
+	}
+	srv.OnVMMShutdown = func() {
+		if mode != "ignore-vmm-shutdown" {
+			os.Exit(0)
+		}
+	}
+	srv.OnBoot = func(raw json.RawMessage) { fakeGuest(mode, srv, raw) }
+	os.Remove(api)
+	l, err := net.Listen("unix", api)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	http.Serve(l, srv)
+	return 0
+}
+
+// fakeGuest plays the guest after vm.boot: it writes to the serial file and
+// runs the agent (an echo server) behind the hybrid-vsock socket.
+func fakeGuest(mode string, srv *fakechv.Server, raw json.RawMessage) {
+	var cfg struct {
+		Serial struct{ File string }
+		Vsock  struct{ Socket string }
+	}
+	json.Unmarshal(raw, &cfg)
+	os.WriteFile(cfg.Serial.File, []byte("[    0.000000] Linux version fake\nfake guest booted\n"), 0o600)
+	mux := fakechv.NewMuxer()
+	echo := func(c net.Conn) {
+		defer c.Close()
+		io.Copy(c, c)
+	}
+	switch mode {
+	case "crash-after-boot":
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			fmt.Fprintln(os.Stderr, "thread 'vcpu0' panicked at fake crash")
+			os.Exit(1)
+		}()
+	case "poweroff-after-boot":
+		mux.Handle(AgentPort, echo)
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			srv.PowerOff()
+			os.Exit(0)
+		}()
+	case "agent-late":
+		go func() {
+			time.Sleep(400 * time.Millisecond)
+			mux.Handle(AgentPort, echo)
+		}()
+	default:
+		mux.Handle(AgentPort, echo)
+	}
+	l, err := net.Listen("unix", cfg.Vsock.Socket)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, violationMark+"vsock socket: "+err.Error())
+		return
+	}
+	go mux.Serve(l)
+}
