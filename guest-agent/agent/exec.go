@@ -1,0 +1,379 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/voidbox/voidbox/guest-agent/proto"
+	"golang.org/x/sys/unix"
+)
+
+// defaultPath is where programs are looked up when the request sets no PATH.
+const defaultPath = "/bin:/sbin:/usr/bin:/usr/sbin"
+
+// lingerAfterExit is how long output pipes are still read after the process exited
+// while something else (a background child) holds them open.
+const lingerAfterExit = time.Second
+
+// process is one running exec, reachable from OpCancel.
+type process struct {
+	pgid     int
+	mu       sync.Mutex
+	exited   bool
+	timedOut bool
+}
+
+// kill sends SIGKILL to the whole process group unless the leader already exited.
+func (p *process) kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.exited {
+		_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
+	}
+}
+
+func (s *Server) cancel(stream uint32) {
+	s.mu.Lock()
+	p := s.procs[stream]
+	s.mu.Unlock()
+	if p != nil {
+		p.kill()
+	}
+}
+
+// checkAllowed applies the box's allow list to the requested program: it matches
+// args[0] exactly, the resolved path, or the base name when the program was found
+// in a system directory (so "/workspace/sh" does not pass as "sh").
+func (s *Server) checkAllowed(name, resolved string) error {
+	if len(s.opts.Allow) == 0 {
+		return nil
+	}
+	if slices.Contains(s.opts.Allow, name) || slices.Contains(s.opts.Allow, resolved) {
+		return nil
+	}
+	if slices.Contains(filepath.SplitList(defaultPath), filepath.Dir(resolved)) &&
+		slices.Contains(s.opts.Allow, filepath.Base(resolved)) {
+		return nil
+	}
+	return remote(proto.CodeNotAllowed, "command %q is not allowed by this box's allow list %v", name, s.opts.Allow)
+}
+
+// lookPath resolves name like execvp: names with a slash relative to dir, others
+// through the PATH directories.
+func lookPath(name, dir, path string) (string, error) {
+	if strings.Contains(name, "/") {
+		if !filepath.IsAbs(name) {
+			name = filepath.Join(dir, name)
+		}
+		if err := executable(name); err != nil {
+			return "", remote(proto.CodeNotFound, "program %q: %v", name, err)
+		}
+		return name, nil
+	}
+	for _, d := range filepath.SplitList(path) {
+		if d == "" || !filepath.IsAbs(d) {
+			continue
+		}
+		if p := filepath.Join(d, name); executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", remote(proto.CodeNotFound, "program %q not found in PATH %s", name, path)
+}
+
+func executable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+		return errors.New("not an executable file")
+	}
+	return nil
+}
+
+func (s *Server) execEnv(req proto.Request) []string {
+	env := map[string]string{"PATH": defaultPath, "HOME": s.opts.Roots[0]}
+	for k, v := range req.Env {
+		env[k] = v
+	}
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// exec runs one process and streams its I/O over st until it exits.
+func (s *Server) exec(st *yamux.Stream, req proto.Request) {
+	dir := req.Dir
+	if dir == "" {
+		dir = s.opts.Roots[0]
+	}
+	if !filepath.IsAbs(dir) {
+		sendErr(st, proto.CodeBadPath, fmt.Sprintf("exec workdir %q must be an absolute path", dir))
+		return
+	}
+	env := s.execEnv(req)
+	path := defaultPath
+	if p, ok := req.Env["PATH"]; ok {
+		path = p
+	}
+	prog, err := lookPath(req.Args[0], dir, path)
+	if err == nil {
+		err = s.checkAllowed(req.Args[0], prog)
+	}
+	if err != nil {
+		s.opts.Logf("exec %q refused: %v", req.Args[0], err)
+		sendError(st, err)
+		return
+	}
+
+	p, wait, pipes, err := s.spawn(prog, req.Args, dir, env)
+	if err != nil {
+		sendError(st, err)
+		return
+	}
+	s.mu.Lock()
+	s.procs[st.StreamID()] = p
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.procs, st.StreamID())
+		s.mu.Unlock()
+	}()
+
+	var timer *time.Timer
+	if req.TimeoutMS > 0 {
+		timer = time.AfterFunc(time.Duration(req.TimeoutMS)*time.Millisecond, func() {
+			p.mu.Lock()
+			p.timedOut = !p.exited
+			p.mu.Unlock()
+			p.kill()
+		})
+	}
+
+	var wmu sync.Mutex // one frame at a time on the stream
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go pumpOutput(&wg, &wmu, st, proto.FrameStdout, pipes.stdout)
+	go pumpOutput(&wg, &wmu, st, proto.FrameStderr, pipes.stderr)
+	go pumpInput(st, pipes.stdin, p)
+
+	ws := wait()
+	if timer != nil {
+		timer.Stop()
+	}
+	p.mu.Lock()
+	p.exited = true
+	timedOut := p.timedOut
+	p.mu.Unlock()
+	// Output still buffered in the pipes is read in full; only a writer that keeps
+	// them open after the leader exited (a background child) stops being waited for.
+	lingering := time.AfterFunc(lingerAfterExit, func() {
+		_ = pipes.stdout.SetReadDeadline(time.Now())
+		_ = pipes.stderr.SetReadDeadline(time.Now())
+	})
+	wg.Wait()
+	lingering.Stop()
+	pipes.stdout.Close()
+	pipes.stderr.Close()
+
+	res := proto.ExitStatus{ExitCode: ws.ExitStatus(), TimedOut: timedOut}
+	if ws.Signaled() {
+		res.ExitCode = -1
+		res.Signal = unix.SignalName(ws.Signal())
+	}
+	wmu.Lock()
+	_ = proto.WriteJSON(st, proto.FrameExit, res)
+	wmu.Unlock()
+}
+
+// pumpOutput streams one pipe as frames, chunk by chunk as the process writes. After
+// the lingering deadline fires it keeps reading while data is immediately available.
+func pumpOutput(wg *sync.WaitGroup, wmu *sync.Mutex, st io.Writer, t proto.FrameType, f *os.File) {
+	defer wg.Done()
+	buf := make([]byte, 64<<10)
+	lingering := false
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			wmu.Lock()
+			werr := proto.WriteFrame(st, t, buf[:n])
+			wmu.Unlock()
+			if werr != nil {
+				return // host gone: nothing more to deliver
+			}
+			if lingering {
+				_ = f.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			}
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && !lingering {
+			lingering = true
+			_ = f.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			continue
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// pumpInput feeds stdin frames to the process. If the host abandons the stream while
+// the process runs, the process group is killed.
+func pumpInput(st io.Reader, stdin *os.File, p *process) {
+	open := true
+	closeStdin := func() {
+		if open {
+			stdin.Close()
+			open = false
+		}
+	}
+	defer closeStdin()
+	for {
+		f, err := proto.ReadFrame(st)
+		if err != nil {
+			p.kill()
+			return
+		}
+		switch f.Type {
+		case proto.FrameStdin:
+			if open {
+				if _, err := stdin.Write(f.Payload); err != nil {
+					closeStdin() // the process closed stdin or exited: drop the rest
+				}
+			}
+		case proto.FrameStdinEOF:
+			closeStdin()
+		default:
+			p.kill()
+			return
+		}
+	}
+}
+
+type stdio struct {
+	stdin          *os.File // write end
+	stdout, stderr *os.File // read ends
+}
+
+// shimConfig is what the parent tells the re-exec'd shim (argv[1], JSON).
+type shimConfig struct {
+	Path    string        `json:"path"`
+	Args    []string      `json:"args"`
+	UID     int           `json:"uid"`
+	GID     int           `json:"gid"`
+	Rlimits proto.Rlimits `json:"rlimits"`
+}
+
+// spawn starts the process in its own process group, through the confinement shim
+// unless the server is unconfined, and returns how to wait for it.
+func (s *Server) spawn(prog string, args []string, dir string, env []string) (*process, func() syscall.WaitStatus, stdio, error) {
+	var none stdio
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, none, fmt.Errorf("stdin pipe: %w", err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, none, fmt.Errorf("stdout pipe: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, none, fmt.Errorf("stderr pipe: %w", err)
+	}
+	childEnds := []*os.File{inR, outW, errW}
+	defer func() {
+		for _, f := range childEnds {
+			f.Close()
+		}
+	}()
+	attr := &os.ProcAttr{Dir: dir, Env: env, Files: []*os.File{inR, outW, errW},
+		Sys: &syscall.SysProcAttr{Setpgid: true}}
+	path, argv := prog, args
+	var statusR *os.File
+	if !s.opts.Unconfined {
+		// fd 3 of the shim reports why it could not exec; exec closes it (CLOEXEC).
+		var statusW *os.File
+		statusR, statusW, err = os.Pipe()
+		if err != nil {
+			return nil, nil, none, fmt.Errorf("status pipe: %w", err)
+		}
+		defer statusR.Close()
+		childEnds = append(childEnds, statusW)
+		attr.Files = append(attr.Files, statusW)
+		cfg, _ := json.Marshal(shimConfig{Path: prog, Args: args, UID: s.opts.UID, GID: s.opts.GID, Rlimits: s.opts.Rlimits})
+		path, argv = s.opts.ShimPath, []string{shimArg0, string(cfg)}
+	}
+
+	var proc *os.Process
+	start := func() (int, error) {
+		var err error
+		proc, err = os.StartProcess(path, argv, attr)
+		if err != nil {
+			return 0, err
+		}
+		return proc.Pid, nil
+	}
+	var wait func() syscall.WaitStatus
+	if s.opts.Reaper != nil {
+		_, ch, err := s.opts.Reaper.Start(start)
+		if err == nil {
+			_ = proc.Release()
+			wait = func() syscall.WaitStatus { return <-ch }
+		}
+		if err != nil {
+			inW.Close()
+			outR.Close()
+			errR.Close()
+			return nil, nil, none, remote(proto.CodeExecFailed, "start %s: %v", prog, err)
+		}
+	} else {
+		if _, err := start(); err != nil {
+			inW.Close()
+			outR.Close()
+			errR.Close()
+			return nil, nil, none, remote(proto.CodeExecFailed, "start %s: %v", prog, err)
+		}
+		wait = func() syscall.WaitStatus {
+			st, err := proc.Wait()
+			if err != nil {
+				return syscall.WaitStatus(0xff << 8) // exit 255: cannot happen for our own child
+			}
+			return st.Sys().(syscall.WaitStatus)
+		}
+	}
+	p := &process{pgid: proc.Pid}
+	for _, f := range childEnds {
+		f.Close()
+	}
+	childEnds = nil
+	if statusR != nil {
+		msg, _ := readStatus(statusR)
+		if len(msg) > 0 {
+			wait()
+			inW.Close()
+			outR.Close()
+			errR.Close()
+			return nil, nil, stdio{}, remote(proto.CodeExecFailed, "start %s: %s", prog, msg)
+		}
+	}
+	return p, wait, stdio{stdin: inW, stdout: outR, stderr: errR}, nil
+}
+
+// readStatus reads a small status message (bounded: it is an error string).
+func readStatus(f *os.File) ([]byte, error) {
+	return io.ReadAll(io.LimitReader(f, 4096))
+}

@@ -1,0 +1,137 @@
+package agent
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/voidbox/voidbox/guest-agent/proto"
+	"golang.org/x/sys/unix"
+)
+
+func TestMain(m *testing.M) {
+	RunShimIfRequested()
+	runTestHelperIfRequested()
+	os.Exit(m.Run())
+}
+
+// runTestHelperIfRequested lets the test binary act as a stage program that probes
+// its own confinement with raw syscalls (busybox has no way to call mount(2) alone).
+func runTestHelperIfRequested() {
+	switch os.Getenv("VOIDBOX_TEST_HELPER") {
+	case "":
+		return
+	case "syscalls":
+		report := func(name string, err error) { os.Stdout.WriteString(name + "=" + errName(err) + "\n") }
+		report("mount", unix.Mount("none", "/mnt", "tmpfs", 0, ""))
+		report("unshare", unix.Unshare(unix.CLONE_NEWNS))
+		_, _, e := unix.Syscall(unix.SYS_PTRACE, unix.PTRACE_ATTACH, 1, 0)
+		report("ptrace", errnoErr(e))
+		report("reboot", unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF))
+		_, err := unix.KeyctlInt(unix.KEYCTL_GET_KEYRING_ID, unix.KEY_SPEC_SESSION_KEYRING, 0, 0, 0)
+		report("keyctl", err)
+		_, _, e = unix.Syscall(unix.SYS_BPF, 0, 0, 0)
+		report("bpf", errnoErr(e))
+		os.Exit(0)
+	}
+}
+
+func errnoErr(e unix.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+func errName(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	if e, ok := err.(unix.Errno); ok {
+		return unix.ErrnoName(e)
+	}
+	return err.Error()
+}
+
+type env struct {
+	client *proto.Client
+	srv    *Server
+	ws     string
+	tmp    string
+	served chan error
+}
+
+// start serves opts on one end of a unix socket pair and connects a client to it.
+func start(t testing.TB, opts Options) *env {
+	t.Helper()
+	secret, err := proto.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{served: make(chan error, 1)}
+	if opts.Roots == nil {
+		dir := t.TempDir()
+		e.ws, e.tmp = filepath.Join(dir, "workspace"), filepath.Join(dir, "tmp")
+		for _, d := range []string{e.ws, e.tmp} {
+			if err := os.Mkdir(d, 0o777); err != nil {
+				t.Fatal(err)
+			}
+		}
+		opts.Roots = []string{e.ws, e.tmp}
+	} else {
+		e.ws = opts.Roots[0]
+	}
+	if opts.UID == 0 && !opts.Unconfined {
+		opts.UID, opts.GID = proto.DefaultUID, proto.DefaultGID
+	}
+	opts.Secret = secret
+	e.srv, err = NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostConn, guestConn := socketPair(t)
+	go func() { e.served <- e.srv.Serve(context.Background(), guestConn) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e.client, err = proto.Connect(ctx, hostConn, secret)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() {
+		e.client.Close()
+		select {
+		case <-e.served:
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return after the client closed")
+		}
+	})
+	return e
+}
+
+func socketPair(t testing.TB) (net.Conn, net.Conn) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make([]net.Conn, 2)
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	return conns[0], conns[1]
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,189 @@
+// Package agent is the guest agent's server logic: the authenticated session on one
+// transport connection, exec of stage processes under the box's policy, and file
+// operations confined to the allowed roots. It runs on the host too (tests), without
+// being PID 1 and, when Options.Unconfined is set, without root.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/voidbox/voidbox/guest-agent/proto"
+)
+
+// Options configure a Server. The production agent fills them from the BootConfig.
+type Options struct {
+	Secret  string        // per-VM handshake secret (hex)
+	Roots   []string      // allowed file roots; Roots[0] is the default workdir and HOME
+	Allow   []string      // command allowlist; empty allows any command
+	UID     int           // stage user
+	GID     int           // stage group
+	Rlimits proto.Rlimits // limits applied to every stage process
+
+	// ShimPath is the binary re-executed as the confinement shim (argv[0]
+	// "voidbox-shim"); default /proc/self/exe. Its main must call RunShimIfRequested.
+	ShimPath string
+	// Unconfined runs processes directly as the agent's own user, with no rlimits,
+	// no_new_privs or seccomp, and leaves written files owned by the agent. Tests only:
+	// the production agent never sets it.
+	Unconfined bool
+	// Reaper, when set, is the only place child exit statuses come from (PID 1 reaps
+	// every orphan, so os.Process.Wait would race with it).
+	Reaper *Reaper
+
+	HandshakeTimeout time.Duration         // default 30s; applies when the conn has deadlines
+	OnShutdown       func()                // called after acknowledging a shutdown request
+	Logf             func(string, ...any) // console log; default discards
+}
+
+// Server serves sessions under one policy. Use one Server per VM.
+type Server struct {
+	opts Options
+
+	mu    sync.Mutex
+	procs map[uint32]*process // running execs by stream id, for OpCancel
+}
+
+// NewServer validates opts and returns a Server.
+func NewServer(opts Options) (*Server, error) {
+	if len(opts.Roots) == 0 {
+		return nil, errors.New("agent: Options.Roots must name at least one allowed root (e.g. /workspace)")
+	}
+	for i, r := range opts.Roots {
+		if !filepath.IsAbs(r) || filepath.Clean(r) != r || r == "/" {
+			return nil, fmt.Errorf("agent: root %q must be a clean absolute path other than /", r)
+		}
+		opts.Roots[i] = r
+	}
+	if !opts.Unconfined && (opts.UID <= 0 || opts.GID <= 0) {
+		return nil, fmt.Errorf("agent: stage uid/gid %d/%d: stages never run as root; set UID and GID (default %d)", opts.UID, opts.GID, proto.DefaultUID)
+	}
+	if opts.ShimPath == "" {
+		opts.ShimPath = "/proc/self/exe"
+	}
+	if opts.HandshakeTimeout == 0 {
+		opts.HandshakeTimeout = 30 * time.Second
+	}
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	return &Server{opts: opts, procs: map[uint32]*process{}}, nil
+}
+
+// ErrHandshake wraps every failure before the session is established: the caller
+// closes the connection and, on a listening transport, keeps listening.
+var ErrHandshake = errors.New("agent handshake failed")
+
+type deadliner interface{ SetDeadline(time.Time) error }
+
+// Serve authenticates the host on conn and then serves requests until the session
+// ends. It returns nil when an established session ended (the host went away),
+// ctx.Err() when ctx ended it, and an error wrapping ErrHandshake when the peer never
+// authenticated. Serve closes conn before returning.
+func (s *Server) Serve(ctx context.Context, conn io.ReadWriteCloser) error {
+	defer conn.Close()
+	if d, ok := conn.(deadliner); ok {
+		_ = d.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+	}
+	if err := proto.ServerHandshake(conn, s.opts.Secret); err != nil {
+		return fmt.Errorf("%w: %w", ErrHandshake, err)
+	}
+	if d, ok := conn.(deadliner); ok {
+		_ = d.SetDeadline(time.Time{})
+	}
+	sess, err := yamux.Server(conn, proto.YamuxConfig())
+	if err != nil {
+		return fmt.Errorf("start session: %w", err)
+	}
+	defer sess.Close()
+	stop := context.AfterFunc(ctx, func() { sess.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		st, err := sess.AcceptStream()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return nil
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.handle(st)
+		}()
+	}
+}
+
+// handle serves one request stream.
+func (s *Server) handle(st *yamux.Stream) {
+	defer st.Close()
+	f, err := proto.ReadFrame(st)
+	if err != nil {
+		return
+	}
+	if f.Type != proto.FrameRequest {
+		sendErr(st, proto.CodeBadRequest, fmt.Sprintf("first frame on a stream must be a request, got %s", f.Type))
+		return
+	}
+	req, err := proto.DecodeRequest(f.Payload)
+	if err != nil {
+		sendErr(st, proto.CodeBadRequest, err.Error())
+		return
+	}
+	var resp proto.Response
+	switch req.Op {
+	case proto.OpExec:
+		s.exec(st, req)
+		return
+	case proto.OpReadFile:
+		s.readFile(st, req)
+		return
+	case proto.OpWriteFile:
+		err = s.writeFile(st, req)
+	case proto.OpStat:
+		resp.Info, err = s.stat(req.Path)
+	case proto.OpMkdir:
+		err = s.mkdir(req.Path, req.Mode)
+	case proto.OpCancel:
+		s.cancel(req.Stream)
+	case proto.OpPing:
+	case proto.OpShutdown:
+		s.opts.Logf("shutdown requested by host")
+		_ = proto.WriteJSON(st, proto.FrameOK, resp)
+		if s.opts.OnShutdown != nil {
+			go s.opts.OnShutdown()
+		}
+		return
+	}
+	if err != nil {
+		sendError(st, err)
+		return
+	}
+	_ = proto.WriteJSON(st, proto.FrameOK, resp)
+}
+
+func sendErr(w io.Writer, code, msg string) {
+	_ = proto.WriteJSON(w, proto.FrameError, proto.RemoteError{Code: code, Message: msg})
+}
+
+// sendError reports err, keeping a RemoteError's code and classifying the rest as I/O.
+func sendError(w io.Writer, err error) {
+	var re *proto.RemoteError
+	if errors.As(err, &re) {
+		sendErr(w, re.Code, re.Message)
+		return
+	}
+	sendErr(w, proto.CodeIO, err.Error())
+}
+
+func remote(code, format string, args ...any) error {
+	return &proto.RemoteError{Code: code, Message: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,166 @@
+package proto
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// BootVersion is the BootConfig schema version this package writes and accepts.
+const BootVersion = 1
+
+// bootArgKey prefixes the kernel command-line word carrying the BootConfig.
+const bootArgKey = "voidbox.boot="
+
+// MaxBootArg bounds the whole voidbox.boot= word: kernel command lines are short
+// (2048 bytes on x86 by default) and share space with the console and init options.
+const MaxBootArg = 1536
+
+// maxCmdline bounds how much of /proc/cmdline the guest is willing to scan.
+const maxCmdline = 64 << 10
+
+// DefaultUID and DefaultGID are the unprivileged stage user's ids in the guest.
+const (
+	DefaultUID = 1000
+	DefaultGID = 1000
+)
+
+// Rlimits are per-process resource limits for stage processes; 0 keeps the default.
+type Rlimits struct {
+	NOFILE uint64 `json:"nofile,omitempty"` // open files
+	NPROC  uint64 `json:"nproc,omitempty"`  // processes of the stage uid
+	FSIZE  uint64 `json:"fsize,omitempty"`  // largest file written, bytes
+	CPU    uint64 `json:"cpu,omitempty"`    // CPU seconds
+}
+
+// BootConfig is what the host tells the guest agent at boot, before any connection:
+// the handshake secret and the policy every stage process runs under.
+type BootConfig struct {
+	Version  int      `json:"v"`
+	Secret   string   `json:"s"` // hex of 32 random bytes (NewSecret)
+	Hostname string   `json:"h,omitempty"`
+	Allow    []string `json:"a,omitempty"` // command allowlist; empty allows any command
+	UID      int      `json:"u,omitempty"` // 0 here means DefaultUID: stages never run as root
+	GID      int      `json:"g,omitempty"` // 0 here means DefaultGID
+	Rlimits  Rlimits  `json:"r,omitempty"`
+	UnixTime int64    `json:"t,omitempty"` // host wall clock (seconds) to set the guest clock from
+	Debug    bool     `json:"d,omitempty"` // verbose agent logging on the console
+}
+
+// NewSecret returns a fresh per-VM handshake secret: hex of 32 random bytes.
+func NewSecret() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate agent secret: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// WithDefaults returns c with zero UID/GID replaced by the stage user's ids.
+func (c BootConfig) WithDefaults() BootConfig {
+	if c.UID == 0 {
+		c.UID = DefaultUID
+	}
+	if c.GID == 0 {
+		c.GID = DefaultGID
+	}
+	if c.Version == 0 {
+		c.Version = BootVersion
+	}
+	return c
+}
+
+// Validate reports the first field that would make the guest unsafe or unusable.
+func (c BootConfig) Validate() error {
+	if c.Version != BootVersion {
+		return fmt.Errorf("boot config version %d is not supported (want %d): rebuild the guest image or the host", c.Version, BootVersion)
+	}
+	if _, err := decodeSecret(c.Secret); err != nil {
+		return err
+	}
+	if len(c.Hostname) > 64 {
+		return fmt.Errorf("boot config hostname is %d bytes, at most 64 allowed", len(c.Hostname))
+	}
+	for _, r := range c.Hostname {
+		if !(r == '-' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return fmt.Errorf("boot config hostname %q: only letters, digits, '-' and '.' are allowed", c.Hostname)
+		}
+	}
+	if len(c.Allow) > 256 {
+		return fmt.Errorf("boot config allow list has %d entries, at most 256 allowed", len(c.Allow))
+	}
+	for _, a := range c.Allow {
+		if a == "" || strings.ContainsAny(a, "\x00") {
+			return fmt.Errorf("boot config allow entry %q must be a non-empty command name or path", a)
+		}
+	}
+	if c.UID < 0 || c.GID < 0 || c.UID > 1<<31-2 || c.GID > 1<<31-2 {
+		return fmt.Errorf("boot config uid %d / gid %d out of range", c.UID, c.GID)
+	}
+	return nil
+}
+
+func decodeSecret(s string) ([]byte, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != 32 {
+		return nil, fmt.Errorf("agent secret must be 64 hex digits (32 bytes), got %d characters", len(s))
+	}
+	return b, nil
+}
+
+// KernelArg encodes c as the kernel command-line word voidbox.boot=<base64url JSON>.
+func (c BootConfig) KernelArg() (string, error) {
+	c = c.WithDefaults()
+	if err := c.Validate(); err != nil {
+		return "", err
+	}
+	js, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("encode boot config: %w", err)
+	}
+	arg := bootArgKey + base64.RawURLEncoding.EncodeToString(js)
+	if len(arg) > MaxBootArg {
+		return "", fmt.Errorf("boot config is %d bytes on the kernel command line, at most %d fit: shorten the allow list or hostname", len(arg), MaxBootArg)
+	}
+	return arg, nil
+}
+
+// ParseKernelCmdline finds voidbox.boot= in a kernel command line (e.g. /proc/cmdline)
+// and returns the validated BootConfig with defaults applied.
+func ParseKernelCmdline(cmdline string) (BootConfig, error) {
+	if len(cmdline) > maxCmdline {
+		return BootConfig{}, fmt.Errorf("kernel command line is %d bytes, at most %d scanned", len(cmdline), maxCmdline)
+	}
+	var enc string
+	found := false
+	for _, w := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(w, bootArgKey); ok {
+			if found {
+				return BootConfig{}, fmt.Errorf("kernel command line has more than one %s word", bootArgKey)
+			}
+			enc, found = v, true
+		}
+	}
+	if !found {
+		return BootConfig{}, fmt.Errorf("kernel command line has no %s word: the VM was not booted by voidbox", bootArgKey)
+	}
+	if len(enc) > MaxBootArg {
+		return BootConfig{}, fmt.Errorf("%s value is %d bytes, at most %d allowed", bootArgKey, len(enc), MaxBootArg)
+	}
+	js, err := base64.RawURLEncoding.DecodeString(enc)
+	if err != nil {
+		return BootConfig{}, fmt.Errorf("%s value is not unpadded base64url: %w", bootArgKey, err)
+	}
+	var c BootConfig
+	if err := strictUnmarshal(js, &c); err != nil {
+		return BootConfig{}, fmt.Errorf("%s JSON: %w", bootArgKey, err)
+	}
+	c = c.WithDefaults()
+	if err := c.Validate(); err != nil {
+		return BootConfig{}, err
+	}
+	return c, nil
+}
