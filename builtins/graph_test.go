@@ -1,0 +1,108 @@
+package builtins
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/voidbox/voidbox/runtime"
+	"go.starlark.net/starlark"
+)
+
+const threeBoxes = `
+fetch = box("fetch", cmd = ["a"])
+shout = box("shout", cmd = ["b"])
+review = box("review", prompt = "p", skills = [skill("agent:claude-code")])
+`
+
+func TestGraphArgumentErrors(t *testing.T) {
+	runErrCases(t, "p.star", []errCase{
+		{"pipe empty", `pipe()`, `pipe: needs at least one box, pipe or fan_out`},
+		{"fan_out empty", `fan_out()`, `fan_out: needs at least one box, pipe or fan_out`},
+		{"pipe bad arg", threeBoxes + `pipe(fetch, "shout")`, `pipe: argument 2 must be a box, pipe or fan_out, got string`},
+		{"fan_out bad arg", threeBoxes + `fan_out(fetch, shout, [review])`, `fan_out: argument 3 must be a box, pipe or fan_out, got list`},
+		{"pipe kwarg", threeBoxes + `pipe(fetch, first = shout)`, `pipe: unexpected keyword argument "first"; pass boxes, pipes and fan_outs as positional arguments`},
+		{"pipe of skill", `pipe(skill("cli:jq"))`, `pipe: argument 1 must be a box, pipe or fan_out, got skill`},
+		{"single", threeBoxes + `pipe(fetch)`, ""},
+	})
+}
+
+func TestGraphConversion(t *testing.T) {
+	g := mustExec(t, "p.star", threeBoxes+`
+inner = fan_out(shout, pipe(review))
+graph = pipe(fetch, inner)
+s = str(graph)
+t = [type(graph), type(inner)]
+names = [b.name for b in graph.stages]
+nodes = len(graph.nodes)
+`, nil)
+	if got := g["s"].String(); got != `"pipe(fetch, fan_out(shout, pipe(review)))"` {
+		t.Errorf("str = %s", got)
+	}
+	if got := g["t"].String(); got != `["pipe", "fan_out"]` {
+		t.Errorf("types = %s", got)
+	}
+	if got := g["names"].String(); got != `["fetch", "shout", "review"]` {
+		t.Errorf("stages = %s", got)
+	}
+	if g["nodes"].String() != "2" {
+		t.Errorf("nodes = %s", g["nodes"])
+	}
+	n, err := ToNode(g["graph"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := describe(n); got != "pipe(fetch, fan_out(shout, pipe(review)))" {
+		t.Errorf("runtime graph = %s", got)
+	}
+	p := n.(*runtime.Pipe)
+	fan := p.Nodes[1].(*runtime.FanOut)
+	if fan.Nodes[1].(*runtime.Pipe).Nodes[0].(*runtime.Stage).Prompt != "p" {
+		t.Errorf("nested stage lost its prompt")
+	}
+	// Each conversion builds fresh stages: the executor may not alias values.
+	n2, _ := ToNode(g["graph"])
+	if n2.Stages()[0] == n.Stages()[0] {
+		t.Errorf("two conversions share a *runtime.Stage")
+	}
+	// A single box converts to a bare stage.
+	single, err := ToNode(g["fetch"])
+	if err != nil || describe(single) != "fetch" {
+		t.Errorf("ToNode(box) = %v, %v", single, err)
+	}
+}
+
+func TestToNodeErrors(t *testing.T) {
+	if _, err := ToNode(starlark.MakeInt(3)); err == nil || err.Error() != "want a box, pipe or fan_out, got int" {
+		t.Errorf("ToNode(int): %v", err)
+	}
+	g := mustExec(t, "p.star", `
+a = box("a", cmd = ["x"])
+a2 = box("a", cmd = ["y"])
+b = box("b", cmd = ["x"])
+twice = pipe(a, fan_out(b, a))
+clash = fan_out(a, pipe(b, a2))
+`, nil)
+	_, err := ToNode(g["twice"])
+	if want := `box "a" (declared at p.star:2:8) appears more than once in the graph; declare a second box() with its own name to run it twice`; err == nil || err.Error() != want {
+		t.Errorf("box used twice:\n got %v\nwant %s", err, want)
+	}
+	_, err = ToNode(g["clash"])
+	if want := `stage name "a" is used by two boxes (declared at p.star:2:8 and p.star:3:9); stage names must be unique within a graph`; err == nil || err.Error() != want {
+		t.Errorf("duplicate names:\n got %v\nwant %s", err, want)
+	}
+}
+
+func TestGraphValuesUnhashable(t *testing.T) {
+	for _, src := range []string{
+		threeBoxes + `{pipe(fetch): 1}`,
+		threeBoxes + `{fan_out(fetch): 1}`,
+		`{skill("cli:jq"): 1}`,
+		`{llm.claude(): 1}`,
+		`{mount("/", "/d"): 1}`,
+	} {
+		_, err := exec(t, "p.star", src, nil)
+		if err == nil || !strings.HasPrefix(err.Error(), "unhashable type: ") {
+			t.Errorf("%s: err = %v, want unhashable", src, err)
+		}
+	}
+}

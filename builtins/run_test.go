@@ -1,0 +1,163 @@
+package builtins
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/voidbox/voidbox/runtime"
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+)
+
+func withRunner(r Runner, ctx context.Context) func(*starlark.Thread) {
+	return func(th *starlark.Thread) {
+		SetRunner(th, r)
+		if ctx != nil {
+			SetContext(th, ctx)
+		}
+	}
+}
+
+func TestRunResultShape(t *testing.T) {
+	fr := &fakeRunner{result: &runtime.Result{
+		OK: false, Output: "OUT", Error: "stage shout failed", DurationMS: 42,
+		Order: []string{"fetch", "shout"},
+		Stages: map[string]*runtime.StageResult{
+			"shout": {Name: "shout", Status: runtime.StatusFailed, ExitCode: 2, Stderr: "bad", Attempts: 3, Error: "exit status 2", DurationMS: 7},
+			"fetch": {Name: "fetch", Status: runtime.StatusOK, Stdout: "data", Output: "data", Attempts: 1, DurationMS: 5},
+		},
+	}}
+	g := mustExec(t, "p.star", `
+fetch = box("fetch", cmd = ["a"])
+shout = box("shout", cmd = ["b"])
+r = run(pipe(fetch, shout))
+ok, output, err, ms = r.ok, r.output, r.error, r.duration_ms
+names = list(r.stages.keys())
+s = r.stages["shout"]
+shout = [s.exit_code, s.stdout, s.stderr, s.output, s.duration_ms, s.attempts, s.error, s.status]
+f = r.stages["fetch"]
+fetch = [f.exit_code, f.stdout, f.output, f.error, f.status]
+branch = "retry" if not r.ok else "done"
+`, withRunner(fr, nil))
+	want := map[string]string{
+		"ok": "False", "output": `"OUT"`, "err": `"stage shout failed"`, "ms": "42",
+		"names":  `["fetch", "shout"]`,
+		"shout":  `[2, "", "bad", "", 7, 3, "exit status 2", "failed"]`,
+		"fetch":  `[0, "data", "data", None, "ok"]`,
+		"branch": `"retry"`,
+	}
+	for k, w := range want {
+		if got := g[k].String(); got != w {
+			t.Errorf("%s = %s, want %s", k, got, w)
+		}
+	}
+	if describe(fr.got) != "pipe(fetch, shout)" {
+		t.Errorf("runner got %s", describe(fr.got))
+	}
+	if fr.ctx != context.Background() {
+		t.Errorf("without SetContext run() must pass context.Background, got %v", fr.ctx)
+	}
+	// The result is frozen: a script cannot rewrite history.
+	if _, err := exec(t, "p.star", `r = run(box("a", cmd = ["x"]))
+r.stages["x"] = 1`, withRunner(&fakeRunner{result: &runtime.Result{OK: true}}, nil)); err == nil {
+		t.Errorf("mutating result.stages succeeded")
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	ok := &fakeRunner{result: &runtime.Result{OK: true}}
+	cases := []struct {
+		name  string
+		src   string
+		setup func(*starlark.Thread)
+		want  string
+	}{
+		{"no runner", `run(box("a", cmd = ["x"]))`, nil, `run: no runner is set on this thread (the host must call builtins.SetRunner)`},
+		{"not a graph", `run("a")`, withRunner(ok, nil), `run: graph must be a box, pipe or fan_out, got string`},
+		{"no args", `run()`, withRunner(ok, nil), `run: got 0 arguments, want 1`},
+		{"kwargs", `run(graph = 1)`, withRunner(ok, nil), `run: unexpected keyword arguments`},
+		{"twice", `a = box("a", cmd = ["x"])
+run(pipe(a, a))`, withRunner(ok, nil), `run: box "a" (declared at p.star:1:8) appears more than once in the graph; declare a second box() with its own name to run it twice`},
+		{"runner error", `run(box("a", cmd = ["x"]))`, withRunner(&fakeRunner{err: errors.New("no VMM: qemu-system-x86_64 not found")}, nil), `run: no VMM: qemu-system-x86_64 not found`},
+		{"nil result", `run(box("a", cmd = ["x"]))`, withRunner(&fakeRunner{}, nil), `run: the runner returned no result`},
+		{"cancelled before", `run(box("a", cmd = ["x"]))`, withRunner(ok, cancelled), `run: cancelled`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := exec(t, "p.star", c.src, c.setup)
+			if err == nil || err.Error() != c.want {
+				t.Fatalf("err\n got: %v\nwant: %s", err, c.want)
+			}
+		})
+	}
+}
+
+// cancellingRunner simulates Ctrl-C arriving while the graph runs.
+type cancellingRunner struct{ cancel context.CancelFunc }
+
+func (c *cancellingRunner) Run(ctx context.Context, _ runtime.Node) (*runtime.Result, error) {
+	c.cancel()
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func TestRunCancelledDuringRun(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := exec(t, "p.star", `run(box("a", cmd = ["x"]))`, withRunner(&cancellingRunner{cancel}, ctx))
+	if err == nil || err.Error() != "run: cancelled" {
+		t.Fatalf("err = %v, want run: cancelled", err)
+	}
+}
+
+func TestPlanner(t *testing.T) {
+	p := &Planner{}
+	g := mustExec(t, "p.star", threeBoxes+`
+r1 = run(pipe(fetch, fan_out(shout, review)))
+r2 = run(box("solo", cmd = ["x"]))
+statuses = [s.status for s in r1.stages.values()]
+names = list(r1.stages.keys())
+summary = [r1.ok, r1.output, r1.error]
+`, withRunner(p, nil))
+	if len(p.Graphs) != 2 || describe(p.Graphs[0]) != "pipe(fetch, fan_out(shout, review))" || describe(p.Graphs[1]) != "solo" {
+		t.Fatalf("planner graphs = %d %v", len(p.Graphs), p.Graphs)
+	}
+	for k, w := range map[string]string{
+		"statuses": `["not_run", "not_run", "not_run"]`,
+		"names":    `["fetch", "shout", "review"]`,
+		"summary":  `[True, "", None]`,
+	} {
+		if got := g[k].String(); got != w {
+			t.Errorf("%s = %s, want %s", k, got, w)
+		}
+	}
+}
+
+// TestParallelPrograms runs programs on several threads at once: builtins keep no
+// package state, so results must not bleed between threads (run with -race).
+func TestParallelPrograms(t *testing.T) {
+	var wg sync.WaitGroup
+	planners := make([]*Planner, 8)
+	for i := range planners {
+		planners[i] = &Planner{}
+		wg.Add(1)
+		go func(p *Planner) {
+			defer wg.Done()
+			th := &starlark.Thread{}
+			SetRunner(th, p)
+			if _, err := starlark.ExecFileOptions(&syntax.FileOptions{}, th, "p.star", threeBoxes+`run(pipe(fetch, shout, review))`, Predeclared()); err != nil {
+				t.Error(err)
+			}
+		}(planners[i])
+	}
+	wg.Wait()
+	for i, p := range planners {
+		if len(p.Graphs) != 1 || len(p.Graphs[0].Stages()) != 3 {
+			t.Errorf("planner %d recorded %v", i, p.Graphs)
+		}
+	}
+}
