@@ -492,4 +492,3 @@ func TestEventsSerialized(t *testing.T) {
 		t.Errorf("%d starts, %d ends, want 8 each", starts.Load(), ends.Load())
 	}
 }
-
