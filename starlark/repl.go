@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/chzyer/readline"
 	"github.com/voidbox/voidbox/builtins"
@@ -140,6 +141,8 @@ type repl struct {
 	errOut     io.Writer
 	interrupts chan os.Signal
 	globals    sk.StringDict
+	// interrupted is set when Ctrl-C cancelled the current input.
+	interrupted atomic.Bool
 }
 
 // step reads and evaluates one input. It returns io.EOF or readline.ErrInterrupt from the
@@ -170,6 +173,9 @@ func (r *repl) step() error {
 		return nil
 	}
 	if err := r.eval(f); err != nil {
+		if r.interrupted.Load() {
+			fmt.Fprintln(r.errOut) // the terminal echoed ^C; start the message on its own line
+		}
 		fmt.Fprintln(r.errOut, FormatError(err))
 	}
 	return nil
@@ -180,6 +186,7 @@ func (r *repl) eval(f *syntax.File) error {
 	for len(r.interrupts) > 0 { // a Ctrl-C from before this input is not for it
 		<-r.interrupts
 	}
+	r.interrupted.Store(false)
 	ctx, cancel := context.WithCancelCause(r.h.ctx)
 	defer cancel(nil)
 	t := r.h.newThread("repl")
@@ -189,6 +196,7 @@ func (r *repl) eval(f *syntax.File) error {
 	go func() {
 		select {
 		case <-r.interrupts:
+			r.interrupted.Store(true)
 			cancel(errors.New("interrupted"))
 			t.Cancel("interrupted")
 		case <-ctx.Done():
