@@ -14,12 +14,19 @@ import (
 // does (but without load()), after letting setup configure the thread.
 func exec(t *testing.T, filename, src string, setup func(*starlark.Thread)) (starlark.StringDict, error) {
 	t.Helper()
+	return execWith(t, filename, src, Predeclared(), setup)
+}
+
+// execWith is exec with the given predeclared names (Predeclared plus a library's
+// globals, standing in for load()).
+func execWith(t *testing.T, filename, src string, pre starlark.StringDict, setup func(*starlark.Thread)) (starlark.StringDict, error) {
+	t.Helper()
 	thread := &starlark.Thread{Name: t.Name()}
 	if setup != nil {
 		setup(thread)
 	}
 	opts := &syntax.FileOptions{Set: true, While: true, TopLevelControl: true, GlobalReassign: true}
-	return starlark.ExecFileOptions(opts, thread, filename, src, Predeclared())
+	return starlark.ExecFileOptions(opts, thread, filename, src, pre)
 }
 
 // mustExec is exec for snippets that must succeed.

@@ -10,7 +10,6 @@ import (
 	"github.com/voidbox/voidbox/runtime"
 	"github.com/voidbox/voidbox/stdlib"
 	"go.starlark.net/starlark"
-	"go.starlark.net/syntax"
 )
 
 const prefixes = `"file:", "agent:", "cli:", "mcp:", "remote:" (or the keyword forms skill(image=REF, mount=PATH) and skill(mcp=COMMAND, args=[...]))`
@@ -132,11 +131,7 @@ func TestRelativePaths(t *testing.T) {
 def make():
     return skill("file:skills/lib.md"), mount("data", "/data", mode = "rw")
 `
-	opts := &syntax.FileOptions{}
-	lib, err := starlark.ExecFileOptions(opts, &starlark.Thread{}, libFile, libSrc, Predeclared())
-	if err != nil {
-		t.Fatalf("lib: %v", err)
-	}
+	lib := mustExec(t, libFile, libSrc, nil)
 	pre := Predeclared()
 	pre["make"] = lib["make"]
 	mainSrc := `
@@ -144,7 +139,7 @@ top = skill("file:skills/top.md")
 lib_skill, lib_mount = make()
 here = mount(".", "/w")
 `
-	g, err := starlark.ExecFileOptions(opts, &starlark.Thread{}, filepath.Join(root, "main.star"), mainSrc, pre)
+	g, err := execWith(t, filepath.Join(root, "main.star"), mainSrc, pre, nil)
 	if err != nil {
 		t.Fatalf("main: %v", err)
 	}
@@ -166,6 +161,14 @@ here = mount(".", "/w")
 	g = mustExec(t, "lib/lib.star", `s = skill("file:skills/lib.md")`, nil)
 	if s := skillOf(t, g["s"]); s.Path != filepath.Join(root, "lib/skills/lib.md") {
 		t.Errorf("cwd-relative module: Path = %q", s.Path)
+	}
+	// REPL input has no file: paths are relative to the working directory.
+	g = mustExec(t, "<stdin>", `s = skill("file:skills/top.md")`+"\n"+`m = mount("lib", "/l")`, nil)
+	if s := skillOf(t, g["s"]); s.Path != filepath.Join(root, "skills/top.md") {
+		t.Errorf("<stdin> skill Path = %q", s.Path)
+	}
+	if m := g["m"].(*Mount).mount; m.Host != filepath.Join(root, "lib") {
+		t.Errorf("<stdin> mount Host = %q", m.Host)
 	}
 }
 
