@@ -37,8 +37,8 @@ type Options struct {
 	// every orphan, so os.Process.Wait would race with it).
 	Reaper *Reaper
 
-	HandshakeTimeout time.Duration         // default 30s; applies when the conn has deadlines
-	OnShutdown       func()                // called after acknowledging a shutdown request
+	HandshakeTimeout time.Duration        // default 30s; applies when the conn has deadlines
+	OnShutdown       func()               // called after acknowledging a shutdown request
 	Logf             func(string, ...any) // console log; default discards
 }
 

@@ -1,0 +1,117 @@
+// Command voidbox-agent is PID 1 inside a voidbox microVM (/init in the initramfs):
+// it prepares the guest (mounts, kernel modules, clock, hostname, stage user), reads
+// the boot configuration from the kernel command line, and serves the authenticated
+// control session (package agent) on virtio-serial or vsock until the host asks it
+// to power off or goes away. Re-executed as "voidbox-shim" it confines one stage
+// process instead.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/voidbox/voidbox/guest-agent/agent"
+	"github.com/voidbox/voidbox/guest-agent/proto"
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	agent.RunShimIfRequested()
+	if os.Getpid() != 1 {
+		fmt.Fprintln(os.Stderr, "voidbox-agent: must run as PID 1 (/init) inside a voidbox guest")
+		os.Exit(2)
+	}
+	c := newConsole()
+	if err := run(c); err != nil {
+		c.logf("fatal: %v", err)
+	}
+	powerOff(c)
+}
+
+func run(c *console) error {
+	if err := mountBase(); err != nil {
+		return err
+	}
+	c.reopen()
+	c.logf("mounted /proc /sys /dev /dev/pts /tmp /run")
+	cfg, err := readBootConfig()
+	if err != nil {
+		return err
+	}
+	if cfg.UnixTime > 0 {
+		tv := unix.NsecToTimeval(time.Unix(cfg.UnixTime, 0).UnixNano())
+		if err := unix.Settimeofday(&tv); err != nil {
+			c.logf("set clock: %v", err)
+		}
+	}
+	if cfg.Hostname != "" {
+		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+			c.logf("set hostname %q: %v", cfg.Hostname, err)
+		}
+	}
+	if err := loadConfiguredModules(c); err != nil {
+		return err
+	}
+	c.logf("modules loaded")
+	if err := setupStageUser(cfg.UID, cfg.GID); err != nil {
+		return err
+	}
+	srv, err := agent.NewServer(agent.Options{
+		Secret: cfg.Secret, Roots: []string{"/workspace", "/tmp"},
+		Allow: cfg.Allow, UID: cfg.UID, GID: cfg.GID, Rlimits: cfg.Rlimits,
+		Reaper:     agent.NewReaper(),
+		OnShutdown: func() { powerOff(c) },
+		Logf:       c.logf,
+	})
+	if err != nil {
+		return err
+	}
+	return serve(context.Background(), c, srv)
+}
+
+// powerOff syncs filesystems and powers the VM off; as PID 1 it never returns.
+func powerOff(c *console) {
+	c.logf("powering off")
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
+		c.logf("power off: %v", err)
+	}
+	for {
+		time.Sleep(time.Hour) // PID 1 must not exit: that panics the kernel
+	}
+}
+
+// readBootConfig parses voidbox.boot= and then hides the command line (it carries
+// the session secret) from stage processes by bind-mounting an empty file over it.
+func readBootConfig() (proto.BootConfig, error) {
+	b, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return proto.BootConfig{}, fmt.Errorf("read kernel command line: %w", err)
+	}
+	cfg, err := proto.ParseKernelCmdline(string(b))
+	if err != nil {
+		return proto.BootConfig{}, err
+	}
+	const empty = "/run/voidbox-empty"
+	if err := os.WriteFile(empty, nil, 0o444); err != nil {
+		return cfg, fmt.Errorf("hide kernel command line: %w", err)
+	}
+	if err := unix.Mount(empty, "/proc/cmdline", "", unix.MS_BIND, ""); err != nil {
+		return cfg, fmt.Errorf("hide kernel command line: bind %s over /proc/cmdline: %w", empty, err)
+	}
+	return cfg, nil
+}
+
+func loadConfiguredModules(c *console) error {
+	names, err := readModuleList("/etc/voidbox/modules")
+	if err != nil {
+		return fmt.Errorf("read /etc/voidbox/modules: %w", err)
+	}
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return fmt.Errorf("uname: %w", err)
+	}
+	return loadModules("/lib/modules/"+unix.ByteSliceToString(u.Release[:]), names, finitModule, c.logf)
+}

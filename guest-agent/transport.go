@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/vsock"
+	"github.com/voidbox/voidbox/guest-agent/agent"
+	"github.com/voidbox/voidbox/guest-agent/proto"
+)
+
+// transportWait bounds how long the agent waits for its virtio device to appear
+// after the modules loaded (virtio-serial ports are announced asynchronously).
+const transportWait = 20 * time.Second
+
+// Virtio device ids in /sys/bus/virtio/devices/*/device.
+const (
+	virtioConsoleID = "0x0003"
+	virtioVsockID   = "0x0013"
+)
+
+// serve finds the agent transport and serves the host until the session ends.
+func serve(ctx context.Context, c *console, srv *agent.Server) error {
+	deadline := time.Now().Add(transportWait)
+	for {
+		if port, ok := findSerialPort(); ok {
+			c.logf("serving on virtio-serial %s", port)
+			return serveSerial(ctx, c, srv, port)
+		}
+		if hasVirtioDevice(virtioVsockID) && !hasVirtioDevice(virtioConsoleID) {
+			c.logf("serving on vsock port %d", proto.VsockPort)
+			return serveVsock(ctx, c, srv)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no agent transport after %v: no virtio-serial port named %q in /sys/class/virtio-ports and no virtio-vsock device (check the VMM devices and that virtio_console or vmw_vsock_virtio_transport is in /etc/voidbox/modules)", transportWait, proto.SerialPortName)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func hasVirtioDevice(id string) bool {
+	ids, _ := filepath.Glob("/sys/bus/virtio/devices/*/device")
+	for _, p := range ids {
+		if b, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(b)) == id {
+			return true
+		}
+	}
+	return false
+}
+
+// findSerialPort returns /dev/vportNpM for the port named proto.SerialPortName
+// (there is no udev, so no /dev/virtio-ports symlink).
+func findSerialPort() (string, bool) {
+	names, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err == nil && strings.TrimSpace(string(b)) == proto.SerialPortName {
+			return "/dev/" + filepath.Base(filepath.Dir(n)), true
+		}
+	}
+	return "", false
+}
+
+func serveSerial(ctx context.Context, c *console, srv *agent.Server, dev string) error {
+	var f *os.File
+	var err error
+	for range 100 { // devtmpfs creates the node shortly after the port appears
+		if f, err = os.OpenFile(dev, os.O_RDWR, 0); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("open agent port: %w", err)
+	}
+	err = srv.Serve(ctx, &serialConn{f: f})
+	if errors.Is(err, agent.ErrHandshake) {
+		return err // only one host end exists: a failed handshake ends the VM
+	}
+	c.logf("host closed the session")
+	return err
+}
+
+// serialConn adapts a virtio-serial port. Until the host first sends something,
+// reads return EOF whenever no host is connected; that means "not yet", so they are
+// retried. After the first byte, EOF means the host went away.
+type serialConn struct {
+	f    *os.File
+	mu   sync.Mutex
+	seen bool
+}
+
+func (s *serialConn) Read(p []byte) (int, error) {
+	for {
+		n, err := s.f.Read(p)
+		s.mu.Lock()
+		if n > 0 {
+			s.seen = true
+		}
+		seen := s.seen
+		s.mu.Unlock()
+		if n > 0 || seen || err != io.EOF {
+			return n, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (s *serialConn) Write(p []byte) (int, error) { return s.f.Write(p) }
+func (s *serialConn) Close() error                { return s.f.Close() }
+
+// serveVsock accepts host connections; an unauthenticated one is dropped and the
+// agent keeps listening, the end of an authenticated session powers the VM off.
+func serveVsock(ctx context.Context, c *console, srv *agent.Server) error {
+	l, err := vsock.Listen(proto.VsockPort, nil)
+	if err != nil {
+		return fmt.Errorf("listen on vsock port %d: %w", proto.VsockPort, err)
+	}
+	defer l.Close()
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				ended <- fmt.Errorf("vsock accept: %w", err)
+				return
+			}
+			go func() {
+				err := srv.Serve(ctx, conn)
+				if errors.Is(err, agent.ErrHandshake) {
+					c.logf("rejected connection from %s: %v", conn.RemoteAddr(), err)
+					return
+				}
+				c.logf("host closed the session")
+				ended <- err
+			}()
+		}
+	}()
+	return <-ended
+}
