@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/bazelbuild/buildtools/build"
 )
@@ -41,13 +42,35 @@ func FormatFiles(paths []string, check bool, stdout io.Writer) (changed []string
 			fmt.Fprintln(stdout, p)
 			continue
 		}
-		info, err := os.Stat(p)
-		if err != nil {
-			return changed, fmt.Errorf("format %s: %w", p, err)
-		}
-		if err := os.WriteFile(p, out, info.Mode().Perm()); err != nil {
+		if err := replaceFile(p, out); err != nil {
 			return changed, fmt.Errorf("format %s: %w", p, err)
 		}
 	}
 	return changed, nil
+}
+
+// replaceFile writes data next to p and renames it over p, so an interrupted fmt never
+// leaves a half-written program behind. The file keeps its permission bits.
+func replaceFile(p string, data []byte) error {
+	info, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".fmt-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(info.Mode().Perm()); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), p)
 }

@@ -3,6 +3,7 @@ package starlark
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -56,6 +57,12 @@ func TestFormatFiles(t *testing.T) {
 	if b, _ := os.ReadFile("ugly.star"); string(b) != "x = 1\n" {
 		t.Errorf("ugly.star after fmt = %q, want \"x = 1\\n\"", b)
 	}
+	if info, _ := os.Stat("ugly.star"); info.Mode().Perm() != 0o644 {
+		t.Errorf("ugly.star mode after fmt = %v, want 0644 kept", info.Mode().Perm())
+	}
+	if left, _ := filepath.Glob(".ugly.star.fmt-*"); len(left) != 0 {
+		t.Errorf("temporary files left behind: %v", left)
+	}
 	if changed, _ := FormatFiles([]string{"ugly.star"}, true, &out); len(changed) != 0 {
 		t.Errorf("formatted file reported as changed: %q", changed)
 	}
@@ -65,5 +72,22 @@ func TestFormatFiles(t *testing.T) {
 	}
 	if _, err := FormatFiles([]string{"missing.star"}, false, &out); err == nil || !strings.Contains(err.Error(), "missing.star") {
 		t.Errorf("missing.star: err = %v", err)
+	}
+}
+
+// TestShippedFilesFormatted keeps examples and stdlib in `voidbox fmt` layout.
+func TestShippedFilesFormatted(t *testing.T) {
+	var files []string
+	for _, pattern := range []string{"../examples/*.star", "../stdlib/*.star"} {
+		m, err := filepath.Glob(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, m...)
+	}
+	var out bytes.Buffer
+	changed, err := FormatFiles(files, true, &out)
+	if err != nil || len(changed) != 0 {
+		t.Errorf("not formatted (run voidbox fmt): %q, %v", changed, err)
 	}
 }
