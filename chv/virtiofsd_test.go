@@ -1,0 +1,89 @@
+package chv
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/voidbox/voidbox/runtime"
+)
+
+func TestVirtiofsdArgs(t *testing.T) {
+	s := fsShare{Share: runtime.Share{Tag: "t", HostPath: "/data", ReadOnly: true}, Socket: "/s/fs0.sock"}
+	args, err := virtiofsdArgs(fsdRust, s)
+	if err != nil || !slices.Contains(args, "--readonly") || !slices.Contains(args, "--shared-dir=/data") || !slices.Contains(args, "--socket-path=/s/fs0.sock") {
+		t.Errorf("rust args %q, %v", args, err)
+	}
+	if _, err := virtiofsdArgs(fsdC, s); err == nil || !strings.Contains(err.Error(), "cannot export read-only") {
+		t.Errorf("C daemon with a read-only share: %v", err)
+	}
+	s.ReadOnly = false
+	args, err = virtiofsdArgs(fsdC, s)
+	if err != nil || strings.Join(args, " ") != "--socket-path=/s/fs0.sock -o source=/data -o cache=auto" {
+		t.Errorf("C args %q, %v", args, err)
+	}
+}
+
+// TestBootWithShare runs a real virtiofsd next to the fake VMM: it must be up
+// (socket present) while the VM runs and gone, socket and all, after.
+func TestBootWithShare(t *testing.T) {
+	bin, err := findVirtiofsd("")
+	if err != nil {
+		t.Skipf("no virtiofsd on this machine: %v", err)
+	}
+	d := fakeDriver(t, "normal")
+	cfg := shareConfig(t)
+	m, err := d.boot(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("boot with %s: %v", bin, err)
+	}
+	t.Cleanup(func() { m.Kill() })
+	if len(m.fsd) != 1 || m.fsd[0].p.exited() {
+		t.Fatalf("virtiofsd not running")
+	}
+	fsdPid := m.fsd[0].p.cmd.Process.Pid
+	var info struct{ Config vmConfig }
+	if err := m.api.call(context.Background(), http.MethodGet, "vm.info", nil, &info); err != nil {
+		t.Fatal(err)
+	}
+	if !info.Config.Memory.Shared || len(info.Config.FS) != 1 || info.Config.FS[0].Socket != filepath.Join(cfg.StateDir, "fs0.sock") {
+		t.Errorf("config %+v", info.Config)
+	}
+	if fi, err := os.Stat(info.Config.FS[0].Socket); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Errorf("virtiofsd socket: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkGone(t, m)
+	if err := syscall.Kill(fsdPid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("virtiofsd pid %d outlived the VM", fsdPid)
+	}
+	if _, err := os.Stat(info.Config.FS[0].Socket); err == nil {
+		t.Error("virtiofsd socket left behind")
+	}
+}
+
+func TestShareMustBeADirectory(t *testing.T) {
+	if _, err := findVirtiofsd(""); err != nil {
+		t.Skipf("no virtiofsd on this machine: %v", err)
+	}
+	cfg := testConfig(t)
+	file := filepath.Join(cfg.StateDir, "f")
+	os.WriteFile(file, nil, 0o600)
+	cfg.Shares = []runtime.Share{{Tag: "f", HostPath: file}}
+	_, err := fakeDriver(t, "normal").Boot(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "is not a directory") {
+		t.Fatalf("err %v", err)
+	}
+	checkNoChildren(t)
+}
