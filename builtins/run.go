@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/voidbox/voidbox/runtime"
@@ -111,15 +113,32 @@ type Planner struct {
 	mu     sync.Mutex
 }
 
-// Run records root and returns OK with every stage "not_run".
+// Run records root and returns OK with every stage "not_run". The output has the shape
+// a real run's would (a fan_out gives a JSON array with one empty string per branch), so
+// a program that decodes it can be checked to its end.
 func (p *Planner) Run(_ context.Context, root runtime.Node) (*runtime.Result, error) {
 	p.mu.Lock()
 	p.Graphs = append(p.Graphs, root)
 	p.mu.Unlock()
-	res := &runtime.Result{OK: true, Stages: map[string]*runtime.StageResult{}}
+	res := &runtime.Result{OK: true, Output: plannedOutput(root), Stages: map[string]*runtime.StageResult{}}
 	for _, s := range root.Stages() {
 		res.Stages[s.Name] = &runtime.StageResult{Name: s.Name, Status: StatusNotRun}
 		res.Order = append(res.Order, s.Name)
 	}
 	return res, nil
+}
+
+// plannedOutput is the output shape of a node that did not run.
+func plannedOutput(n runtime.Node) string {
+	switch n := n.(type) {
+	case *runtime.Pipe:
+		return plannedOutput(n.Nodes[len(n.Nodes)-1])
+	case *runtime.FanOut:
+		parts := make([]string, len(n.Nodes))
+		for i, c := range n.Nodes {
+			parts[i] = strconv.Quote(plannedOutput(c))
+		}
+		return "[" + strings.Join(parts, ",") + "]"
+	}
+	return ""
 }

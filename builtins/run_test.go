@@ -129,7 +129,7 @@ summary = [r1.ok, r1.output, r1.error]
 	for k, w := range map[string]string{
 		"statuses": `["not_run", "not_run", "not_run"]`,
 		"names":    `["fetch", "shout", "review"]`,
-		"summary":  `[True, "", None]`,
+		"summary":  `[True, "[\"\",\"\"]", None]`,
 	} {
 		if got := g[k].String(); got != w {
 			t.Errorf("%s = %s, want %s", k, got, w)

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"time"
+
+	"github.com/voidbox/voidbox/guestimage"
+	"github.com/voidbox/voidbox/qemu"
+	"github.com/voidbox/voidbox/runtime"
+	"github.com/voidbox/voidbox/sandbox/vm"
+)
+
+func runBench(args []string, env *cliEnv) int {
+	if len(args) == 0 || args[0] != "boot" {
+		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
+			fmt.Fprintln(env.stdout, "Usage: voidbox bench boot [--runs N] [--execs N] [--accel A]\n\nMeasures cold box-to-first-exec and exec round trip, side by side with the floor:\nbare QEMU booting the same kernel to a trivial init, in the same run.")
+			return exitOK
+		}
+		fmt.Fprintln(env.stderr, "voidbox bench: want a benchmark name: boot\nRun 'voidbox bench --help' for usage.")
+		return exitUsage
+	}
+	fs := newFlagSet("bench boot", "", "Cold box-to-first-exec p50/p95 and exec round trip p50, against bare QEMU booting the same kernel.", env)
+	runs := fs.Int("runs", 5, "cold boots of each kind")
+	execs := fs.Int("execs", 30, "exec round trips on one booted box")
+	vs := addVMFlags(fs)
+	if code, done := parseFlags(fs, args[1:]); done {
+		return code
+	}
+	if *runs < 1 || *execs < 1 {
+		fmt.Fprintln(env.stderr, "voidbox bench boot: --runs and --execs must be >= 1")
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := benchBoot(ctx, env.stdout, env.stderr, *vs, *runs, *execs); err != nil {
+		fmt.Fprintf(env.stderr, "voidbox bench boot: %v\n", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+func benchBoot(ctx context.Context, out, warn io.Writer, vs vmSettings, runs, execs int) error {
+	img, err := guestimage.Resolve(vs.kernel, vs.initramfs)
+	if err != nil {
+		return err
+	}
+	qv, err := qemu.New(qemu.Options{Accel: vs.accel, Notice: warn})
+	if err != nil {
+		return err
+	}
+	accel, err := qv.Accel(ctx, img.Kernel, img.Initramfs)
+	if err != nil {
+		return err
+	}
+	provider, err := vm.New(vm.Options{VMM: qv, Kernel: img.Kernel, Initramfs: img.Initramfs})
+	if err != nil {
+		return err
+	}
+	spec := runtime.SandboxSpec{Name: "bench", MemoryMB: 512, VCPUs: 1}
+	var floor, box []time.Duration
+	// Interleave the two kinds so drift in machine load hits both alike.
+	for i := 0; i < runs; i++ {
+		d, err := qemu.BootFloor(ctx, qemu.Options{}, img.Kernel, img.Initramfs, accel)
+		if err != nil {
+			return fmt.Errorf("floor boot %d: %w", i+1, err)
+		}
+		floor = append(floor, d)
+		start := time.Now()
+		sb, err := provider.Open(ctx, spec)
+		if err != nil {
+			return fmt.Errorf("box boot %d: %w", i+1, err)
+		}
+		_, err = sb.Exec(ctx, runtime.ExecRequest{Args: []string{"true"}})
+		box = append(box, time.Since(start))
+		sb.Close()
+		if err != nil {
+			return fmt.Errorf("first exec %d: %w", i+1, err)
+		}
+		fmt.Fprintf(warn, "run %d/%d: floor %s, box %s\n", i+1, runs, floor[i].Round(time.Millisecond), box[i].Round(time.Millisecond))
+	}
+	sb, err := provider.Open(ctx, spec)
+	if err != nil {
+		return err
+	}
+	defer sb.Close()
+	var rtt []time.Duration
+	for i := 0; i < execs; i++ {
+		start := time.Now()
+		if _, err := sb.Exec(ctx, runtime.ExecRequest{Args: []string{"true"}}); err != nil {
+			return fmt.Errorf("exec %d: %w", i+1, err)
+		}
+		rtt = append(rtt, time.Since(start))
+	}
+	fmt.Fprintf(out, "voidbox bench boot: %s, kernel %s, %d cold boots each, %d execs\n", qv.Name(), img.Release, runs, execs)
+	fmt.Fprintf(out, "%-34s %10s %10s\n", "", "p50", "p95")
+	fmt.Fprintf(out, "%-34s %10s %10s\n", "floor: bare QEMU, kernel to init", pct(floor, 50), pct(floor, 95))
+	fmt.Fprintf(out, "%-34s %10s %10s\n", "box: cold boot to first exec", pct(box, 50), pct(box, 95))
+	fmt.Fprintf(out, "%-34s %10s %10s\n", "exec round trip (true)", pct(rtt, 50), pct(rtt, 95))
+	fmt.Fprintf(out, "ratio box/floor (p50): %.2f (target <= 1.30)\n", float64(percentile(box, 50))/float64(percentile(floor, 50)))
+	return nil
+}
+
+// percentile uses the nearest-rank method.
+func percentile(ds []time.Duration, p int) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	rank := (p*len(s) + 99) / 100
+	if rank < 1 {
+		rank = 1
+	}
+	return s[rank-1]
+}
+
+func pct(ds []time.Duration, p int) string {
+	d := percentile(ds, p)
+	if d < 10*time.Millisecond {
+		return d.Round(10 * time.Microsecond).String()
+	}
+	return d.Round(time.Millisecond).String()
+}

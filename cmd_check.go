@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/voidbox/voidbox/builtins"
+	"github.com/voidbox/voidbox/runtime"
+	vstar "github.com/voidbox/voidbox/starlark"
+)
+
+func runCheck(args []string, env *cliEnv) int {
+	fs := newFlagSet("check", "FILE.star", "Parse the program, build and validate its graph, and print it; nothing runs.\nrun() calls are recorded instead of executed and return a result whose stages have status \"not_run\".", env)
+	sets := fs.StringArray("set", nil, "key=value visible to the program in the frozen dict `args` (repeatable)")
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(env.stderr, "voidbox check: want exactly one FILE.star argument")
+		return exitUsage
+	}
+	argMap, err := parseSets(*sets)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "voidbox check: %v\n", err)
+		return exitUsage
+	}
+	planner := &builtins.Planner{}
+	file := fs.Arg(0)
+	prog, err := vstar.ExecFile(file, vstar.Options{Args: argMap, Runner: planner, Context: context.Background(), Print: printTo(env.stderr)})
+	if err != nil {
+		fmt.Fprintln(env.stderr, vstar.FormatError(err))
+		return exitUsage
+	}
+	graphs := planner.Graphs
+	labels := make([]string, 0, len(graphs)+1)
+	for i := range graphs {
+		labels = append(labels, fmt.Sprintf("run() call %d", i+1))
+	}
+	if prog.Pipeline != nil && len(graphs) == 0 {
+		graphs = append(graphs, prog.Pipeline)
+		labels = append(labels, "pipeline")
+	}
+	if len(graphs) == 0 {
+		fmt.Fprintf(env.stderr, "voidbox check: %s calls no run() and defines no global `pipeline`; add `pipeline = pipe(...)` or call run(...)\n", file)
+		return exitUsage
+	}
+	for i, g := range graphs {
+		if err := runtime.Validate(g); err != nil {
+			fmt.Fprintf(env.stderr, "voidbox check: %s: %s: %v\n", file, labels[i], err)
+			return exitUsage
+		}
+		fmt.Fprintf(env.stdout, "# %s: %d stages\n%s", labels[i], len(g.Stages()), runtime.Describe(g))
+	}
+	fmt.Fprintf(env.stdout, "%s: ok\n", file)
+	return exitOK
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+
+	"github.com/voidbox/voidbox/guestimage"
+)
+
+// agentBinaryName is the static guest agent `make build` puts next to voidbox.
+const agentBinaryName = "voidbox-agent"
+
+func runGuest(args []string, env *cliEnv) int {
+	if len(args) == 0 || (args[0] != "build" && args[0] != "info") {
+		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
+			fmt.Fprintln(env.stdout, "Usage: voidbox guest build [--agent PATH] [--cache DIR]\n       voidbox guest info [--kernel K --initramfs I]\n\nbuild: make the guest kernel + initramfs from Debian's linux-image-cloud-amd64,\nbusybox-static and the guest agent (reproducible; cached under ~/.voidbox/guest).\ninfo: print the image a run would use.")
+			return exitOK
+		}
+		fmt.Fprintln(env.stderr, "voidbox guest: want a subcommand: build or info\nRun 'voidbox guest --help' for usage.")
+		return exitUsage
+	}
+	if args[0] == "info" {
+		return runGuestInfo(args[1:], env)
+	}
+	fs := newFlagSet("guest build", "", "Build the guest kernel + initramfs (reproducible; cached under ~/.voidbox/guest).", env)
+	agent := fs.String("agent", "", "guest agent binary (default: "+agentBinaryName+" next to the voidbox executable)")
+	cache := fs.String("cache", "", "image cache directory (default ~/.voidbox/guest)")
+	if code, done := parseFlags(fs, args[1:]); done {
+		return code
+	}
+	if *agent == "" {
+		self, err := os.Executable()
+		if err == nil {
+			*agent = filepath.Join(filepath.Dir(self), agentBinaryName)
+		}
+	}
+	if _, err := os.Stat(*agent); err != nil {
+		fmt.Fprintf(env.stderr, "voidbox guest build: guest agent binary %s not found: build it with 'make build' (or CGO_ENABLED=0 go build -o %s ./guest-agent), or pass --agent PATH\n", *agent, agentBinaryName)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	img, err := guestimage.Build(ctx, guestimage.BuildOptions{AgentPath: *agent, CacheDir: *cache, Log: env.stderr})
+	if err != nil {
+		fmt.Fprintf(env.stderr, "voidbox guest build: %v\n", err)
+		return exitFailed
+	}
+	printImage(env, img)
+	return exitOK
+}
+
+func runGuestInfo(args []string, env *cliEnv) int {
+	fs := newFlagSet("guest info", "", "Print the guest image a run would use.", env)
+	kernel := fs.String("kernel", "", "guest kernel override")
+	initramfs := fs.String("initramfs", "", "guest initramfs override")
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	img, err := guestimage.Resolve(*kernel, *initramfs)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "voidbox guest info: %v\n", err)
+		return exitFailed
+	}
+	printImage(env, img)
+	return exitOK
+}
+
+func printImage(env *cliEnv, img guestimage.Image) {
+	fmt.Fprintf(env.stdout, "kernel:    %s\ninitramfs: %s\nrelease:   %s\nsha256:    %s\n", img.Kernel, img.Initramfs, img.Release, img.SHA256)
+}

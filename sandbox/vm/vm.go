@@ -1,0 +1,250 @@
+// Package vm is the microVM sandbox: it boots one VM per stage attempt through a
+// runtime.VMM, authenticates to the guest agent with a fresh per-VM secret and serves
+// runtime.Sandbox calls over the agent's protocol. It owns the VM's lifetime: whatever
+// happens (timeout, Ctrl-C, guest crash), Close leaves no VM process, socket or temp dir.
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/voidbox/voidbox/guest-agent/proto"
+	"github.com/voidbox/voidbox/runtime"
+)
+
+// Options configures the VM sandbox provider.
+type Options struct {
+	VMM       runtime.VMM
+	Kernel    string
+	Initramfs string
+	// ShutdownGrace bounds a graceful guest poweroff before the VMM is killed.
+	ShutdownGrace time.Duration
+}
+
+// Provider opens microVM sandboxes.
+type Provider struct{ opts Options }
+
+// New returns a provider that boots every sandbox with opts.VMM.
+func New(opts Options) (*Provider, error) {
+	if opts.VMM == nil {
+		return nil, errors.New("vm sandbox: no VMM")
+	}
+	for _, f := range []struct{ what, path string }{{"kernel", opts.Kernel}, {"initramfs", opts.Initramfs}} {
+		if _, err := os.Stat(f.path); err != nil {
+			return nil, fmt.Errorf("vm sandbox: guest %s: %w", f.what, err)
+		}
+	}
+	if opts.ShutdownGrace <= 0 {
+		opts.ShutdownGrace = 5 * time.Second
+	}
+	return &Provider{opts: opts}, nil
+}
+
+// Name implements runtime.Provider.
+func (p *Provider) Name() string { return "vm/" + p.opts.VMM.Name() }
+
+// Open boots a VM for one stage attempt and returns once its agent answers.
+func (p *Provider) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime.Sandbox, error) {
+	if len(spec.Mounts) > 0 {
+		return nil, fmt.Errorf("box %s: mounts are not supported by the vm sandbox yet (virtio-fs shares come with a later release); remove mounts= or use --sandbox local", spec.Name)
+	}
+	if spec.Network {
+		return nil, fmt.Errorf("box %s: network = True is not supported by the vm sandbox yet (user-mode networking comes with a later release)", spec.Name)
+	}
+	if spec.Image != "" {
+		return nil, fmt.Errorf("box %s: image = %q: OCI root filesystems are not supported by the vm sandbox yet; remove image= to use the guest image's busybox userland", spec.Name, spec.Image)
+	}
+	stateDir, err := os.MkdirTemp("", "voidbox-"+strconv.Itoa(os.Getpid())+"-")
+	if err != nil {
+		return nil, fmt.Errorf("box %s: state dir: %w", spec.Name, err)
+	}
+	sb, err := p.boot(ctx, spec, stateDir)
+	if err != nil {
+		os.RemoveAll(stateDir)
+		return nil, err
+	}
+	return sb, nil
+}
+
+func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir string) (*Sandbox, error) {
+	secret, err := proto.NewSecret()
+	if err != nil {
+		return nil, fmt.Errorf("box %s: secret: %w", spec.Name, err)
+	}
+	boot := proto.BootConfig{
+		Secret:   secret,
+		Hostname: spec.Name,
+		Allow:    spec.Allow,
+		UnixTime: time.Now().Unix(),
+	}
+	arg, err := boot.KernelArg()
+	if err != nil {
+		return nil, fmt.Errorf("box %s: boot config: %w", spec.Name, err)
+	}
+	memory, vcpus := spec.MemoryMB, spec.VCPUs
+	if memory <= 0 {
+		memory = 512
+	}
+	if vcpus <= 0 {
+		vcpus = 1
+	}
+	m, err := p.opts.VMM.Boot(ctx, runtime.VMConfig{
+		Name:      spec.Name,
+		Kernel:    p.opts.Kernel,
+		Initramfs: p.opts.Initramfs,
+		Cmdline:   arg,
+		MemoryMB:  memory,
+		VCPUs:     vcpus,
+		StateDir:  stateDir,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("box %s: boot %s: %w", spec.Name, p.opts.VMM.Name(), err)
+	}
+	sb := &Sandbox{name: spec.Name, machine: m, stateDir: stateDir, grace: p.opts.ShutdownGrace}
+	client, err := p.connect(ctx, m, secret)
+	if err != nil {
+		sb.kill()
+		return nil, fmt.Errorf("box %s: %w", spec.Name, sb.explain(err))
+	}
+	sb.client = client
+	return sb, nil
+}
+
+// connect dials the agent and authenticates, giving up when the VM dies, ctx ends or
+// the boot timeout passes.
+func (p *Provider) connect(ctx context.Context, m runtime.Machine, secret string) (*proto.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, runtime.BootTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-m.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	conn, err := m.DialAgent(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reach guest agent: %w", err)
+	}
+	client, err := proto.Connect(ctx, conn, secret)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("guest agent handshake: %w", err)
+	}
+	return client, nil
+}
+
+// Sandbox is one booted VM with an authenticated agent session.
+type Sandbox struct {
+	name     string
+	machine  runtime.Machine
+	client   *proto.Client
+	stateDir string
+	grace    time.Duration
+	once     sync.Once
+	closeErr error
+}
+
+// Exec implements runtime.Sandbox.
+func (s *Sandbox) Exec(ctx context.Context, req runtime.ExecRequest) (runtime.ExecResult, error) {
+	res, err := s.client.Exec(ctx, proto.ExecRequest{
+		Args: req.Args, Env: req.Env, Dir: req.Dir,
+		Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr,
+		Timeout: req.Timeout,
+	})
+	if err != nil {
+		return runtime.ExecResult{}, s.explain(err)
+	}
+	return runtime.ExecResult{ExitCode: res.ExitCode, Signal: res.Signal, TimedOut: res.TimedOut}, nil
+}
+
+// WriteFile implements runtime.Sandbox.
+func (s *Sandbox) WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error {
+	return s.explain(s.client.WriteFile(ctx, path, data, mode))
+}
+
+// ReadFile implements runtime.Sandbox.
+func (s *Sandbox) ReadFile(ctx context.Context, path string) ([]byte, error) {
+	data, err := s.client.ReadFile(ctx, path)
+	return data, s.explain(err)
+}
+
+// Machine exposes the VM, for tests and diagnostics.
+func (s *Sandbox) Machine() runtime.Machine { return s.machine }
+
+// Close powers the guest off, stops the VMM and removes the state dir.
+func (s *Sandbox) Close() error {
+	s.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.grace)
+		defer cancel()
+		select {
+		case <-s.machine.Done():
+		default:
+			if s.client != nil {
+				// The agent powers the guest off; the VMM then exits by itself.
+				_ = s.client.Shutdown(ctx)
+			}
+		}
+		if s.client != nil {
+			s.client.Close()
+		}
+		s.closeErr = s.machine.Shutdown(ctx)
+		if err := os.RemoveAll(s.stateDir); err != nil && s.closeErr == nil {
+			s.closeErr = err
+		}
+	})
+	return s.closeErr
+}
+
+func (s *Sandbox) kill() {
+	s.once.Do(func() {
+		s.closeErr = s.machine.Kill()
+		os.RemoveAll(s.stateDir)
+	})
+}
+
+// explain turns a transport error into one that says why the VM went away, quoting
+// the guest console when the VM died (kernel panic, agent crash).
+func (s *Sandbox) explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	var remote *proto.RemoteError
+	if errors.As(err, &remote) {
+		return err // the agent answered: the VM is fine
+	}
+	select {
+	case <-s.machine.Done():
+	case <-time.After(200 * time.Millisecond):
+		// The session can break a moment before the VMM process is reaped.
+		select {
+		case <-s.machine.Done():
+		default:
+			return err
+		}
+	}
+	why := "the VM stopped"
+	if merr := s.machine.Err(); merr != nil {
+		why = merr.Error()
+	}
+	tail := strings.TrimSpace(s.machine.ConsoleTail(2048))
+	if tail == "" {
+		return fmt.Errorf("%s: %w", why, err)
+	}
+	return fmt.Errorf("%s: %w\n--- guest console (last lines) ---\n%s", why, err, indentConsole(tail))
+}
+
+func indentConsole(tail string) string {
+	lines := strings.Split(tail, "\n")
+	if len(lines) > 25 {
+		lines = lines[len(lines)-25:]
+	}
+	return strings.Join(lines, "\n")
+}

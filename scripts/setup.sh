@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages voidbox needs on a fresh Debian 12 machine (idempotent).
+# qemu-system-x86: the VMM that runs here (TCG); busybox-static, kmod: the guest userland
+# and modules.dep; cpio, e2fsprogs: image tools used by tests; docker-registry: a real OCI
+# registry for tests; tmux: driving the REPL like a person would.
+set -euo pipefail
+pkgs=(qemu-system-x86 qemu-system-common busybox-static kmod cpio e2fsprogs docker-registry tmux ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "$(id -u)" != 0 ] && [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: missing packages ${missing[*]}; run as root: apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+# The guest image build uses `apt-get download`, which needs package lists.
+if [ ${#missing[@]} -gt 0 ] || ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
+  apt-get update -qq
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "setup: packages present: ${pkgs[*]}"
