@@ -16,7 +16,8 @@ import (
 // Result.OK is false when the run stopped: a stage with on_failure="stop" failed (after
 // its retries) or ctx was cancelled. A stage with on_failure="continue" that fails keeps
 // its status "failed" and its error, passes "" on as its output, and leaves Result.OK
-// true: the author declared that failure acceptable.
+// true: the author declared that failure acceptable. Result.Output is the root node's
+// output when OK, "" otherwise.
 type Executor struct {
 	// Provider opens one sandbox per stage attempt.
 	Provider Provider
@@ -217,7 +218,7 @@ func (r *run) skip(s *Stage) {
 	r.emit(Event{Stage: s.Name, Kind: EventSkip, Result: sr})
 }
 
-// fail records a "stop" failure and cancels the rest of the run; only the first one
+// failStop records a "stop" failure and cancels the rest of the run; only the first one
 // becomes the run's error.
 func (r *run) failStop(name, why string) {
 	r.mu.Lock()

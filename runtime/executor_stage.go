@@ -122,9 +122,12 @@ func (r *run) attempt(s *Stage, input string) (o outcome) {
 		o.permanent = true
 		return o
 	}
-	ctx, cancel := context.WithCancel(r.ctx)
+	var ctx context.Context
+	var cancel context.CancelFunc
 	if s.Timeout > 0 {
 		ctx, cancel = context.WithTimeout(r.ctx, s.Timeout)
+	} else {
+		ctx, cancel = context.WithCancel(r.ctx) // cancelled on output overflow
 	}
 	defer cancel()
 	stdout := &capWriter{limit: r.limit, onOverflow: cancel}

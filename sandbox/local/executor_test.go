@@ -146,3 +146,22 @@ func TestCtrlCCleansUp(t *testing.T) {
 		t.Errorf("workspaces left behind: %d", len(entries))
 	}
 }
+
+func TestRunawayOutputStopped(t *testing.T) {
+	s := sh("chatty", "exec yes voidbox-runaway-303")
+	start := time.Now()
+	res, err := (&runtime.Executor{Provider: provider(t)}).Run(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Minute { // generous: -race on a busy 2-core machine is slow
+		t.Errorf("run took %v", d)
+	}
+	if want := "stage chatty: output exceeds 64 MiB (stdout and stderr are each capped)"; res.Error != want {
+		t.Errorf("Error = %q, want %q", res.Error, want)
+	}
+	if n := len(res.Stages["chatty"].Stdout); n != runtime.MaxOutputBytes {
+		t.Errorf("kept %d bytes of stdout, want the first %d", n, runtime.MaxOutputBytes)
+	}
+	waitGone(t, "voidbox-runaway-303")
+}

@@ -258,3 +258,21 @@ func FuzzRewrite(f *testing.F) {
 		}
 	})
 }
+
+func TestLargeStreams(t *testing.T) {
+	sb := open(t, New(nil), runtime.SandboxSpec{Name: "s"})
+	// A child that ignores a large stdin must not hang Exec.
+	res, _, _ := run(t, sb, runtime.ExecRequest{Args: []string{"true"}, Stdin: strings.NewReader(strings.Repeat("x", 4<<20))})
+	if res.ExitCode != 0 {
+		t.Errorf("true: %+v", res)
+	}
+	// All output written before exit arrives, even past the pipe buffer size.
+	res, out, _ := run(t, sb, runtime.ExecRequest{Args: []string{"sh", "-c", "head -c 3000000 /dev/zero"}})
+	if res.ExitCode != 0 || len(out) != 3000000 {
+		t.Errorf("got %d bytes, result %+v", len(out), res)
+	}
+	res, out, _ = run(t, sb, runtime.ExecRequest{Args: []string{"cat"}, Stdin: strings.NewReader(strings.Repeat("y", 1<<20))})
+	if res.ExitCode != 0 || len(out) != 1<<20 {
+		t.Errorf("cat echoed %d bytes, result %+v", len(out), res)
+	}
+}
