@@ -492,3 +492,27 @@ func TestEventsSerialized(t *testing.T) {
 		t.Errorf("%d starts, %d ends, want 8 each", starts.Load(), ends.Load())
 	}
 }
+
+func TestContinueInsideFanOutAndEnv(t *testing.T) {
+	p := mock.New(mock.Script{"b": {{ExitCode: 1, Err: "vm lost"}}})
+	b := cmd("b")
+	b.OnFailure = runtime.FailContinue
+	b.Retries = 1
+	a := cmd("a")
+	a.Env = map[string]string{"K": "v"}
+	res := run(t, &runtime.Executor{Provider: p, Backoff: func(int) time.Duration { return 0 }}, pipe(fanOut(a, b), cmd("c")))
+	if !res.OK {
+		t.Fatalf("run failed: %s", res.Error)
+	}
+	if want := `["a\n",""]c` + "\n"; res.Output != want {
+		t.Errorf("Output = %q, want %q (a continue failure contributes \"\")", res.Output, want)
+	}
+	if sr := res.Stages["b"]; sr.Status != runtime.StatusFailed || sr.Attempts != 2 || !strings.Contains(sr.Error, "vm lost") {
+		t.Errorf("b: %+v", sr)
+	}
+	for _, c := range p.Calls() {
+		if c.Stage == "a" && c.Env["K"] != "v" {
+			t.Errorf("stage env not passed: %v", c.Env)
+		}
+	}
+}
