@@ -123,6 +123,13 @@ func (d *Driver) boot(ctx context.Context, cfg runtime.VMConfig) (*machine, erro
 		return nil, fmt.Errorf("boot %s under cloud-hypervisor: %w", cfg.Name, err)
 	}
 	m.start(p)
+	procs := []*proc{p}
+	for _, v := range m.fsd {
+		procs = append(procs, v.p)
+	}
+	if err := writePids(paths.Dir, procs); err != nil {
+		return nil, m.bootErr("start", err)
+	}
 
 	sctx, cancel := context.WithTimeout(ctx, d.opts.SocketTimeout)
 	_, err = m.api.waitPing(sctx, p.done)

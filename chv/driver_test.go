@@ -3,6 +3,7 @@ package chv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -127,6 +128,10 @@ func TestBootAndShutdown(t *testing.T) {
 		}
 	}
 
+	pids, _ := os.ReadFile(filepath.Join(m.paths.Dir, pidsFile))
+	if want := fmt.Sprintf("%d\n", m.p.cmd.Process.Pid); string(pids) != want {
+		t.Errorf("pids file %q, want %q", pids, want)
+	}
 	if err := m.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	goruntime "runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -28,15 +30,28 @@ func startProc(name, bin string, args []string, logPath string) (*proc, error) {
 	defer logf.Close() // the child holds its own copy
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Own process group: a kill reaches what it forks, and a Ctrl-C at the
+	// terminal reaches voidbox, which then stops the VM in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
-	}
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	// PR_SET_PDEATHSIG fires when the *thread* that forked the child exits,
+	// and Go may retire threads: start from a goroutine locked to its thread,
+	// which then stays in Wait for the child's whole life.
+	started := make(chan error, 1)
 	go func() {
+		goruntime.LockOSThread()
+		defer goruntime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		p.waitErr = cmd.Wait()
 		close(p.done)
 	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
+	}
 	return p, nil
 }
 
@@ -124,4 +139,21 @@ func quoteTail(label, path string, n int) string {
 		return ""
 	}
 	return fmt.Sprintf("\n--- %s (last %d bytes) ---\n%s", label, len(t), t)
+}
+
+// pidsFile lists, one per line, the processes of a VM in its state dir. It
+// has the name and format the QEMU driver's SweepStale reads, so a sweep after
+// a voidbox crash also finds Cloud Hypervisor VMs.
+const pidsFile = "pids"
+
+func writePids(dir string, procs []*proc) error {
+	var b strings.Builder
+	for _, p := range procs {
+		b.WriteString(strconv.Itoa(p.cmd.Process.Pid))
+		b.WriteByte('\n')
+	}
+	if err := os.WriteFile(dir+"/"+pidsFile, []byte(b.String()), 0o600); err != nil {
+		return fmt.Errorf("record VM pids: %w", err)
+	}
+	return nil
 }

@@ -40,7 +40,8 @@ type Server struct {
 	CreateError []string
 	// BootError makes vm.boot fail with 500 and this error chain.
 	BootError []string
-	// OnBoot runs after a successful vm.boot has been answered.
+	// OnBoot runs when vm.boot succeeds, before the answer is sent: the real
+	// VMM has its devices (serial file, vsock socket) up by the time it answers.
 	OnBoot func(config json.RawMessage)
 	// OnVMMShutdown runs after vmm.shutdown has been answered; the real VMM
 	// exits there.
@@ -101,6 +102,7 @@ func (s *Server) PowerOff() {
 type reply struct {
 	status int
 	body   []byte
+	before func() // runs just before the reply is sent
 	after  func() // runs once the reply is on the wire
 }
 
@@ -151,6 +153,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rep := s.dispatch(r.Method+" "+endpoint, body)
 	s.checkResponse(r.Context(), in, endpoint, rep)
+	if rep.before != nil {
+		rep.before()
+	}
 	s.write(w, rep)
 	if rep.after != nil {
 		rep.after()
@@ -235,7 +240,7 @@ func (s *Server) dispatch(call string, body []byte) reply {
 		cfg, hook := s.config, s.OnBoot
 		rep := reply{status: http.StatusNoContent}
 		if hook != nil {
-			rep.after = func() { hook(cfg) }
+			rep.before = func() { hook(cfg) }
 		}
 		return rep
 	case "GET /vm.info":
