@@ -12,7 +12,7 @@ import (
 )
 
 // sharedDebDir keeps downloaded .debs across test runs and packages.
-func sharedDebDir() string { return filepath.Join(os.TempDir(), "voidbox-test-debs") }
+func sharedDebDir() string { return filepath.Join(os.TempDir(), "voidbox_test_debs") }
 
 // unpackedKernel downloads (once) and unpacks the cloud kernel package,
 // returning the extraction root and the release.

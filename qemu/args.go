@@ -1,0 +1,144 @@
+package qemu
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/voidbox/voidbox/runtime"
+)
+
+// AgentPortName is the virtio-serial port name the guest agent looks for
+// (/sys/class/virtio-ports/vportNpM/name).
+const AgentPortName = "voidbox.agent"
+
+// AgentVsockPort is the AF_VSOCK port the agent listens on when the VM has a
+// vhost-vsock device.
+const AgentVsockPort = 1024
+
+// baseCmdline comes before the caller's cmdline: console on the serial port
+// the log file captures, reboot via the keyboard controller path (microvm has
+// no other), and reboot immediately on panic so that -no-reboot ends QEMU.
+const baseCmdline = "console=ttyS0 reboot=k panic=-1"
+
+// File names inside a VM's state directory.
+const (
+	consoleFile = "console.log"
+	qmpFile     = "qmp.sock"
+	agentFile   = "agent.sock"
+	pidsFile    = "pids"
+)
+
+// launch is what buildArgs needs besides the VMConfig.
+type launch struct {
+	accel    string // "kvm" or "tcg"
+	tscKHz   int    // non-zero under TCG: tell the guest the TSC rate (see tsc.go)
+	dir      string // private state directory (sockets, console log)
+	vsockCID uint32 // non-zero: use vhost-vsock with this guest CID
+}
+
+func (l launch) path(name string) string { return filepath.Join(l.dir, name) }
+
+func shareSocket(dir string, i int) string { return filepath.Join(dir, fmt.Sprintf("fs%d.sock", i)) }
+
+// buildArgs turns a VMConfig into QEMU's command line. It is a pure function
+// so the device model can be checked without booting anything.
+func buildArgs(cfg runtime.VMConfig, l launch) ([]string, error) {
+	if cfg.Kernel == "" || cfg.Initramfs == "" {
+		return nil, fmt.Errorf("vm %s: Kernel and Initramfs are required (got kernel %q, initramfs %q)", cfg.Name, cfg.Kernel, cfg.Initramfs)
+	}
+	if cfg.MemoryMB < 64 {
+		return nil, fmt.Errorf("vm %s: MemoryMB %d is too small; the guest kernel needs at least 64", cfg.Name, cfg.MemoryMB)
+	}
+	if cfg.VCPUs < 1 {
+		return nil, fmt.Errorf("vm %s: VCPUs %d must be at least 1", cfg.Name, cfg.VCPUs)
+	}
+	machine := "microvm,x-option-roms=off,isa-serial=on,rtc=on"
+	cpu := "max"
+	switch l.accel {
+	case "kvm":
+		cpu = "host"
+	case "tcg":
+	default:
+		return nil, fmt.Errorf("vm %s: accelerator %q, want kvm or tcg", cfg.Name, l.accel)
+	}
+	args := []string{
+		"-name", "voidbox-" + sanitizeName(cfg.Name),
+		"-accel", l.accel,
+		"-cpu", cpu,
+		"-smp", fmt.Sprint(cfg.VCPUs),
+		"-m", fmt.Sprintf("%dM", cfg.MemoryMB),
+		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+		// Seccomp: QEMU may not exec, raise privileges or use obsolete calls.
+		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+		// Modern virtio-mmio; vhost-user (virtiofsd) refuses legacy devices.
+		"-global", "virtio-mmio.force-legacy=false",
+		"-kernel", cfg.Kernel,
+		"-initrd", cfg.Initramfs,
+		"-append", kernelCmdline(cfg.Cmdline, l),
+		"-serial", "file:" + l.path(consoleFile),
+		"-qmp", "unix:" + l.path(qmpFile) + ",server=on,wait=off",
+	}
+	if len(cfg.Shares) > 0 {
+		// vhost-user needs guest RAM in a shareable memfd.
+		machine += ",memory-backend=mem"
+		args = append(args, "-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", cfg.MemoryMB))
+	}
+	args = append([]string{"-M", machine}, args...)
+	if l.vsockCID != 0 {
+		args = append(args, "-device", fmt.Sprintf("vhost-vsock-device,guest-cid=%d", l.vsockCID))
+	} else {
+		args = append(args,
+			"-device", "virtio-serial-device",
+			"-chardev", "socket,id=agent,path="+l.path(agentFile)+",server=on,wait=off",
+			"-device", "virtserialport,chardev=agent,name="+AgentPortName,
+		)
+	}
+	seen := map[string]bool{}
+	for i, s := range cfg.Shares {
+		if s.Tag == "" || strings.ContainsAny(s.Tag, ",= ") || seen[s.Tag] {
+			return nil, fmt.Errorf("vm %s: share %d tag %q must be unique, non-empty and free of ',', '=' and spaces", cfg.Name, i, s.Tag)
+		}
+		seen[s.Tag] = true
+		id := fmt.Sprintf("fs%d", i)
+		args = append(args,
+			"-chardev", "socket,id="+id+",path="+shareSocket(l.dir, i),
+			"-device", "vhost-user-fs-device,chardev="+id+",tag="+s.Tag,
+		)
+	}
+	if cfg.NetworkSocket != "" {
+		if cfg.MAC == "" {
+			return nil, fmt.Errorf("vm %s: NetworkSocket is set but MAC is empty; give the NIC a MAC address", cfg.Name)
+		}
+		if strings.Contains(cfg.NetworkSocket, ",") {
+			return nil, fmt.Errorf("vm %s: NetworkSocket %q must not contain ','", cfg.Name, cfg.NetworkSocket)
+		}
+		args = append(args,
+			"-netdev", "stream,id=n0,server=off,addr.type=unix,addr.path="+cfg.NetworkSocket,
+			"-device", "virtio-net-device,netdev=n0,mac="+cfg.MAC,
+		)
+	}
+	return args, nil
+}
+
+func kernelCmdline(extra string, l launch) string {
+	c := baseCmdline
+	if l.accel == "tcg" && l.tscKHz > 0 {
+		c += fmt.Sprintf(" tsc_early_khz=%d", l.tscKHz)
+	}
+	// The caller's part goes last: anything after "--" belongs to init.
+	return strings.TrimSpace(c + " " + extra)
+}
+
+// sanitizeName keeps QEMU's -name argument free of option separators.
+func sanitizeName(s string) string {
+	if s == "" {
+		return "vm"
+	}
+	return strings.Map(func(r rune) rune {
+		if r == ',' || r == '=' || r < ' ' {
+			return '_'
+		}
+		return r
+	}, s)
+}

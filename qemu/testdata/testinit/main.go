@@ -1,0 +1,124 @@
+// Command testinit is the /init of the qemu package's boot tests: it does
+// what the real agent does to reach the host (mount, load modules in
+// modules.dep order, find the voidbox.agent virtio-serial port) and then
+// answers each line "X" with "hello X". The kernel cmdline parameter
+// voidbox.test=panic makes it crash the kernel instead, voidbox.test=hang
+// makes it idle.
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	for _, m := range []struct{ src, dst, fs string }{{"devtmpfs", "/dev", "devtmpfs"}, {"proc", "/proc", "proc"}, {"sysfs", "/sys", "sysfs"}} {
+		if err := unix.Mount(m.src, m.dst, m.fs, 0, ""); err != nil {
+			fail("mount %s: %v", m.dst, err)
+		}
+	}
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	mode := ""
+	for _, f := range strings.Fields(string(cmdline)) {
+		if v, ok := strings.CutPrefix(f, "voidbox.test="); ok {
+			mode = v
+		}
+	}
+	loadModules()
+	fmt.Println("testinit: modules loaded, mode", mode)
+	switch mode {
+	case "panic":
+		_ = os.WriteFile("/proc/sysrq-trigger", []byte("c"), 0)
+		fail("sysrq crash did not happen")
+	case "hang":
+		select {}
+	}
+	port := findPort("voidbox.agent")
+	f, err := os.OpenFile(port, os.O_RDWR, 0)
+	if err != nil {
+		fail("open %s: %v", port, err)
+	}
+	rd := bufio.NewReader(f)
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			// EOF until the host side connects.
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		line = strings.TrimSpace(line)
+		if line == "poweroff" {
+			_, _ = f.WriteString("bye\n")
+			unix.Sync()
+			_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+		}
+		_, _ = f.WriteString("hello " + line + "\n")
+	}
+}
+
+func loadModules() {
+	release := uname()
+	root := "/lib/modules/" + release + "/"
+	dep := map[string][]string{}
+	byName := map[string]string{}
+	raw, err := os.ReadFile(root + "modules.dep")
+	if err != nil {
+		fail("read modules.dep: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		mod, deps, _ := strings.Cut(line, ":")
+		dep[mod] = strings.Fields(deps)
+		byName[strings.TrimSuffix(filepath.Base(mod), ".ko")] = mod
+	}
+	names, _ := os.ReadFile("/etc/voidbox/modules")
+	for _, name := range strings.Fields(string(names)) {
+		mod := byName[name]
+		list := append([]string{mod}, dep[mod]...)
+		for i := len(list) - 1; i >= 0; i-- {
+			insmod(root + list[i])
+		}
+	}
+}
+
+func insmod(path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		fail("open module: %v", err)
+	}
+	defer f.Close()
+	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && err != unix.EEXIST {
+		fail("load %s: %v", path, err)
+	}
+}
+
+func uname() string {
+	var u unix.Utsname
+	_ = unix.Uname(&u)
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+func findPort(name string) string {
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		files, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
+		for _, p := range files {
+			if b, _ := os.ReadFile(p); strings.TrimSpace(string(b)) == name {
+				return "/dev/" + filepath.Base(filepath.Dir(p))
+			}
+		}
+	}
+	fail("virtio port %s did not appear", name)
+	return ""
+}
+
+func fail(format string, args ...any) {
+	fmt.Printf("testinit: "+format+"\n", args...)
+	unix.Sync()
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	select {}
+}
