@@ -87,12 +87,20 @@ func (m *Machine) start(ctx context.Context, bin string, args []string) error {
 	}
 	go m.reap(exited)
 
+	// QEMU answers QMP only once its main loop runs, i.e. after it has
+	// loaded the kernel and initramfs and built the machine: a status reply
+	// means the boot is under way, so configuration errors surface here.
 	qmp := m.l.path(qmpFile)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		if _, err := os.Stat(qmp); err == nil {
-			return nil
+			qctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err := qmpCommand(qctx, qmp, "query-status", nil)
+			cancel()
+			if err == nil {
+				return nil
+			}
 		}
 		select {
 		case <-m.done:

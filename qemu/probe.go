@@ -222,4 +222,3 @@ func Diagnose(ctx context.Context, opts Options, kernel, initramfs string) Diagn
 	}
 	return d
 }
-

@@ -1,0 +1,168 @@
+package qemu
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/voidbox/voidbox/runtime"
+)
+
+const childEnv = "VOIDBOX_QEMU_TEST_CHILD"
+
+// TestPdeathsigChild is the child half of TestNoQEMUOutlivesVoidbox: it boots
+// a VM, reports its pid and state dir, and waits to be killed.
+func TestPdeathsigChild(t *testing.T) {
+	if os.Getenv(childEnv) == "" {
+		t.Skip("helper process for TestNoQEMUOutlivesVoidbox")
+	}
+	m := bootTest(t, "hang")
+	fmt.Printf("VM %d %s\n", m.Pid(), m.StateDir())
+	time.Sleep(time.Minute)
+}
+
+func TestNoQEMUOutlivesVoidbox(t *testing.T) {
+	testImage(t) // build outside the child, and skip in -short mode
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPdeathsigChild$", "-test.v")
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	var dir string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if _, err := fmt.Sscanf(sc.Text(), "VM %d %s", &pid, &dir); err == nil {
+			break
+		}
+	}
+	if pid == 0 {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatal("child did not report a VM")
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("qemu %d outlived the SIGKILLed voidbox process", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("expected the dead owner's state dir %s to remain for the sweeper: %v", dir, err)
+	}
+	removed, err := SweepStale()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !contains(removed, dir) {
+		t.Fatalf("SweepStale removed %v, want %s among them", removed, dir)
+	}
+}
+
+// alive is true while pid exists and is not a zombie.
+func alive(pid int) bool {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err == nil && !strings.Contains(string(st), ") Z ")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSweepKillsListedProcesses(t *testing.T) {
+	root := t.TempDir()
+	// A dead owner: a child that has exited and been reaped.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	deadDir := filepath.Join(root, fmt.Sprintf("voidbox-%d-abc", dead.Process.Pid))
+	liveDir := filepath.Join(root, fmt.Sprintf("voidbox-%d-def", os.Getppid()))
+	otherDir := filepath.Join(root, "voidbox-cache-x")
+	for _, d := range []string{deadDir, liveDir, otherDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A stand-in VM process whose command line names the state dir, and an
+	// unrelated process whose pid is also listed (as if the pid were reused).
+	vm := exec.Command("sh", "-c", "sleep 60", deadDir)
+	bystander := exec.Command("sleep", "60")
+	for _, c := range []*exec.Cmd{vm, bystander} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() { _ = bystander.Process.Kill(); _ = bystander.Wait() }()
+	if err := writePids(filepath.Join(deadDir, pidsFile), []int{vm.Process.Pid, bystander.Process.Pid}); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := sweepIn(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 1 || removed[0] != deadDir {
+		t.Fatalf("sweepIn removed %v, want only %s", removed, deadDir)
+	}
+	done := make(chan error, 1)
+	go func() { done <- vm.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("stand-in VM ended with %v, want SIGKILL", err)
+		}
+	case <-time.After(5 * time.Second):
+		_ = vm.Process.Kill()
+		t.Fatal("sweeper did not kill the listed VM process")
+	}
+	if !alive(bystander.Process.Pid) {
+		t.Fatal("sweeper killed a process whose command line does not name the state dir")
+	}
+	for _, d := range []string{liveDir, otherDir} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("sweeper removed %s: %v", d, err)
+		}
+	}
+}
+
+func TestBootRejectsBadConfig(t *testing.T) {
+	v := tcgVMM(t)
+	before, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("voidbox-%d-*", os.Getpid())))
+	_, err := v.Boot(context.Background(), runtime.VMConfig{Name: "bad", Kernel: "k", Initramfs: "i", MemoryMB: 16, VCPUs: 1})
+	if err == nil || !strings.Contains(err.Error(), "MemoryMB 16") {
+		t.Fatalf("Boot with 16 MiB = %v; want an error naming MemoryMB", err)
+	}
+	// QEMU itself rejects a missing kernel: Boot must report its stderr.
+	_, err = v.Boot(context.Background(), runtime.VMConfig{Name: "nokernel", Kernel: "/nonexistent/vmlinuz", Initramfs: "/nonexistent/initrd", MemoryMB: 128, VCPUs: 1})
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/vmlinuz") {
+		t.Fatalf("Boot with a missing kernel = %v; want QEMU's complaint about it", err)
+	}
+	after, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("voidbox-%d-*", os.Getpid())))
+	if len(after) > len(before) {
+		t.Fatalf("failed boots left state dirs: %v", after)
+	}
+}
