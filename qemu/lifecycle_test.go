@@ -166,3 +166,45 @@ func TestBootRejectsBadConfig(t *testing.T) {
 		t.Fatalf("failed boots left state dirs: %v", after)
 	}
 }
+
+func TestShareViaVirtiofsd(t *testing.T) {
+	img := testImage(t)
+	if _, err := os.Stat(DefaultVirtiofsd); err != nil {
+		t.Skipf("needs %s (apt-get install qemu-system-common)", DefaultVirtiofsd)
+	}
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "in.txt"), []byte("from host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	m, err := tcgVMM(t).BootMachine(context.Background(), runtime.VMConfig{
+		Name: "share", Kernel: img.Kernel, Initramfs: img.Initramfs, Cmdline: "voidbox.test=share",
+		MemoryMB: 256, VCPUs: 1, StateDir: state, Shares: []runtime.Share{{Tag: "share", HostPath: host}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Kill()
+	select {
+	case <-m.Done():
+	case <-time.After(runtime.BootTimeout):
+		t.Fatalf("share guest did not power off; console:\n%s", m.ConsoleTail(4096))
+	}
+	if err := m.Err(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.ReadFile(filepath.Join(host, "out.txt"))
+	if err != nil || string(out) != "guest saw: from host" {
+		t.Fatalf("out.txt = %q, %v; console:\n%s", out, err, m.ConsoleTail(4096))
+	}
+	if log, err := os.ReadFile(filepath.Join(state, "console.log")); err != nil || !strings.Contains(string(log), "Run /init as init process") {
+		t.Errorf("console log was not kept in the caller's StateDir: %v", err)
+	}
+	assertGone(t, m)
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, _ := os.ReadFile(p); strings.Contains(string(b), m.StateDir()) {
+			t.Errorf("process %s still runs for the ended VM: %q", p, b)
+		}
+	}
+}

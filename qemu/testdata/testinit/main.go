@@ -3,7 +3,8 @@
 // modules.dep order, find the voidbox.agent virtio-serial port) and then
 // answers each line "X" with "hello X". The kernel cmdline parameter
 // voidbox.test=panic makes it crash the kernel instead, voidbox.test=hang
-// makes it idle.
+// makes it idle, voidbox.test=share copies /mnt/in.txt of the virtio-fs
+// share "share" to /mnt/out.txt and powers off.
 package main
 
 import (
@@ -38,6 +39,8 @@ func main() {
 		fail("sysrq crash did not happen")
 	case "hang":
 		select {}
+	case "share":
+		shareRoundTrip()
 	}
 	port := findPort("voidbox.agent")
 	f, err := os.OpenFile(port, os.O_RDWR, 0)
@@ -121,4 +124,21 @@ func fail(format string, args ...any) {
 	unix.Sync()
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	select {}
+}
+
+func shareRoundTrip() {
+	_ = os.Mkdir("/mnt", 0o755)
+	if err := unix.Mount("share", "/mnt", "virtiofs", 0, ""); err != nil {
+		fail("mount virtiofs: %v", err)
+	}
+	in, err := os.ReadFile("/mnt/in.txt")
+	if err != nil {
+		fail("read share: %v", err)
+	}
+	if err := os.WriteFile("/mnt/out.txt", append([]byte("guest saw: "), in...), 0o644); err != nil {
+		fail("write share: %v", err)
+	}
+	_ = unix.Unmount("/mnt", 0)
+	unix.Sync()
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 }
