@@ -261,3 +261,38 @@ func BenchmarkExecStdout64MiB(b *testing.B) {
 type countWriter int
 
 func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+func TestExecStdoutWriterFailureKillsProcess(t *testing.T) {
+	e := start(t, Options{Unconfined: true})
+	begin := time.Now()
+	res, err := e.client.Exec(ctxT(t), proto.ExecRequest{Args: []string{"sh", "-c", "while true; do echo x; done"}, Stdout: failWriter{}})
+	if err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("err = %v, want the writer's error", err)
+	}
+	if res.Signal != "SIGKILL" {
+		t.Errorf("result %+v, want the process killed", res)
+	}
+	if d := time.Since(begin); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
+
+func TestExecBadRequests(t *testing.T) {
+	e := start(t, Options{Unconfined: true})
+	_, err := e.client.Exec(ctxT(t), proto.ExecRequest{Args: []string{"true"}, Dir: "relative"})
+	var re *proto.RemoteError
+	if !errors.As(err, &re) || re.Code != proto.CodeBadPath {
+		t.Errorf("relative dir: %v", err)
+	}
+	if _, err := e.client.Exec(ctxT(t), proto.ExecRequest{}); err == nil {
+		t.Error("empty Args accepted")
+	}
+	res, err := e.client.Exec(ctxT(t), proto.ExecRequest{Args: []string{"pwd"}, Dir: filepath.Join(e.ws, "missing")})
+	if err == nil {
+		t.Errorf("missing workdir: %+v, want an exec_failed error", res)
+	}
+}

@@ -16,25 +16,36 @@ type Reaper struct {
 	mu      sync.Mutex
 	waiters map[int]chan syscall.WaitStatus
 	strays  int
+	stop    chan struct{}
+	sig     chan os.Signal
 }
 
 // NewReaper starts reaping on SIGCHLD (and on a slow timer, in case a signal was
-// coalesced while a sweep was running). It runs for the life of the process.
+// coalesced while a sweep was running). The agent keeps it for the life of the VM.
 func NewReaper() *Reaper {
-	r := &Reaper{waiters: map[int]chan syscall.WaitStatus{}}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGCHLD)
+	r := &Reaper{waiters: map[int]chan syscall.WaitStatus{}, stop: make(chan struct{}), sig: make(chan os.Signal, 1)}
+	signal.Notify(r.sig, syscall.SIGCHLD)
 	go func() {
 		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
 		for {
 			select {
-			case <-sig:
+			case <-r.sig:
 			case <-tick.C:
+			case <-r.stop:
+				return
 			}
 			r.sweep()
 		}
 	}()
 	return r
+}
+
+// Close stops reaping (tests: a process that is not PID 1 goes back to waiting for
+// its own children).
+func (r *Reaper) Close() {
+	signal.Stop(r.sig)
+	close(r.stop)
 }
 
 // Start runs start (which must create exactly one child and return its pid) and

@@ -256,6 +256,9 @@ func (c *Client) ReadFile(ctx context.Context, path string) ([]byte, error) {
 // a result, not an error. Cancelling ctx kills the remote process group and returns
 // ctx's error with the result the guest reported.
 func (c *Client) Exec(ctx context.Context, req ExecRequest) (ExecResult, error) {
+	if len(req.Args) == 0 || req.Args[0] == "" {
+		return ExecResult{}, errors.New("agent exec: ExecRequest.Args must name a program in Args[0]")
+	}
 	wire := Request{Op: OpExec, Args: req.Args, Env: req.Env, Dir: req.Dir}
 	if req.Timeout > 0 {
 		wire.TimeoutMS = max(1, req.Timeout.Milliseconds())

@@ -116,4 +116,3 @@ func FuzzParseKernelCmdline(f *testing.F) {
 		}
 	})
 }
-

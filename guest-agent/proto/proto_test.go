@@ -2,12 +2,14 @@ package proto
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"io"
 	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBootConfigRoundTrip(t *testing.T) {
@@ -132,5 +134,22 @@ func TestDecodeRequestValidates(t *testing.T) {
 	}
 	if r, err := DecodeRequest([]byte(`{"op":"exec","args":["sh","-c","true"],"env":{"A":"b"}}`)); err != nil || r.Args[0] != "sh" {
 		t.Errorf("valid exec request: %+v %v", r, err)
+	}
+}
+
+func TestConnectHonoursDeadline(t *testing.T) {
+	h, g := net.Pipe()
+	defer g.Close()
+	go func() { _, _ = io.Copy(io.Discard, g) }() // a peer that never answers
+	secret, _ := NewSecret()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	begin := time.Now()
+	_, err := Connect(ctx, h, secret)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Connect to a silent peer: %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(begin); d > 3*time.Second {
+		t.Errorf("Connect took %v past a 200ms deadline", d)
 	}
 }

@@ -1,0 +1,62 @@
+package agent
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/voidbox/voidbox/guest-agent/proto"
+	"golang.org/x/sys/unix"
+)
+
+// TestReaperCollectsOrphans runs execs with a Reaper while this test process is a
+// child subreaper, standing in for PID 1: exit statuses must still reach the execs,
+// and orphaned grandchildren must be reaped, not left as zombies.
+func TestReaperCollectsOrphans(t *testing.T) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Skipf("cannot become a child subreaper: %v", err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	r := NewReaper()
+	defer r.Close()
+	e := start(t, Options{Unconfined: true, Reaper: r})
+
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := e.client.Exec(ctxT(t), proto.ExecRequest{Args: []string{"sh", "-c", "exit " + strconv.Itoa(i)}})
+			if err != nil || res.ExitCode != i {
+				t.Errorf("exec %d through the reaper: %+v %v", i, res, err)
+			}
+		}()
+	}
+	wg.Wait()
+
+	var out bytes.Buffer
+	res, err := e.client.Exec(ctxT(t), proto.ExecRequest{Args: []string{"sh", "-c", "sleep 0.2 >/dev/null 2>&1 & echo $!"}, Stdout: &out})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("exec: %+v %v", res, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(out.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := unix.Getpgid(pid); err == unix.ESRCH {
+			break // fully reaped: a zombie would still have a process group
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("orphan %d was not reaped", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r.Strays() == 0 {
+		t.Error("reaper reports no orphans reaped")
+	}
+}
