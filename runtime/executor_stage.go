@@ -147,6 +147,7 @@ func (r *run) attempt(s *Stage, input string) (o outcome) {
 	sb, err := r.e.Provider.Open(ctx, specFor(s))
 	if err != nil {
 		o.err = fmt.Errorf("open %s sandbox: %w", r.e.Provider.Name(), err)
+		o.permanent = errors.Is(err, ErrUnsupported)
 		return o
 	}
 	defer func() {

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"io"
 	"io/fs"
 	"time"
@@ -39,6 +40,11 @@ type ExecResult struct {
 	Signal   string // e.g. "SIGKILL" when killed
 	TimedOut bool
 }
+
+// ErrUnsupported is wrapped by a Provider's Open error when the stage asks for a
+// capability that sandbox kind does not have: retrying cannot help, so the executor
+// does not retry it.
+var ErrUnsupported = errors.New("not supported by this sandbox")
 
 // SandboxSpec is what a provider needs to open a sandbox for a stage.
 type SandboxSpec struct {

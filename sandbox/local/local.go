@@ -52,7 +52,7 @@ func (p *Provider) Name() string { return "local" }
 func (p *Provider) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime.Sandbox, error) {
 	if len(spec.Mounts) > 0 {
 		m := spec.Mounts[0]
-		return nil, fmt.Errorf("box %s: mount %s -> %s: the local sandbox does not support mounts; read the host path directly or use --sandbox vm", spec.Name, m.Host, m.Guest)
+		return nil, fmt.Errorf("box %s: mount %s -> %s: the local sandbox does not support mounts (%w); read the host path directly", spec.Name, m.Host, m.Guest, runtime.ErrUnsupported)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("box %s: open local sandbox: %w", spec.Name, err)

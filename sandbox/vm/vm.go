@@ -53,13 +53,13 @@ func (p *Provider) Name() string { return "vm/" + p.opts.VMM.Name() }
 // Open boots a VM for one stage attempt and returns once its agent answers.
 func (p *Provider) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime.Sandbox, error) {
 	if len(spec.Mounts) > 0 {
-		return nil, fmt.Errorf("box %s: mounts are not supported by the vm sandbox yet (virtio-fs shares come with a later release); remove mounts= or use --sandbox local", spec.Name)
+		return nil, fmt.Errorf("box %s: mounts are %w yet (virtio-fs shares come with a later release); remove mounts=", spec.Name, runtime.ErrUnsupported)
 	}
 	if spec.Network {
-		return nil, fmt.Errorf("box %s: network = True is not supported by the vm sandbox yet (user-mode networking comes with a later release)", spec.Name)
+		return nil, fmt.Errorf("box %s: network = True is %w yet (user-mode networking comes with a later release)", spec.Name, runtime.ErrUnsupported)
 	}
 	if spec.Image != "" {
-		return nil, fmt.Errorf("box %s: image = %q: OCI root filesystems are not supported by the vm sandbox yet; remove image= to use the guest image's busybox userland", spec.Name, spec.Image)
+		return nil, fmt.Errorf("box %s: image = %q: OCI root filesystems are %w yet; remove image= to use the guest image's busybox userland", spec.Name, spec.Image, runtime.ErrUnsupported)
 	}
 	stateDir, err := os.MkdirTemp("", "voidbox-"+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
