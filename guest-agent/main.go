@@ -58,18 +58,35 @@ func run(c *console) error {
 	if err := setupStageUser(cfg.UID, cfg.GID); err != nil {
 		return err
 	}
+	shutdown := make(chan struct{}, 1)
 	srv, err := agent.NewServer(agent.Options{
 		Secret: cfg.Secret, Roots: []string{"/workspace", "/tmp"},
 		Allow: cfg.Allow, UID: cfg.UID, GID: cfg.GID, Rlimits: cfg.Rlimits,
 		Reaper:     agent.NewReaper(),
-		OnShutdown: func() { powerOff(c) },
+		OnShutdown: func() { shutdown <- struct{}{} },
 		Logf:       c.logf,
 	})
 	if err != nil {
 		return err
 	}
-	return serve(context.Background(), c, srv)
+	served := make(chan error, 1)
+	go func() { served <- serve(context.Background(), c, srv) }()
+	select {
+	case err := <-served:
+		return err
+	case <-shutdown:
+		// Give the acknowledgement time to leave the VM: the host normally closes the
+		// session as soon as it reads it, which ends serve.
+		select {
+		case <-served:
+		case <-time.After(shutdownGrace):
+		}
+		return nil
+	}
 }
+
+// shutdownGrace bounds the wait for the host to close the session after Shutdown.
+const shutdownGrace = 2 * time.Second
 
 // powerOff syncs filesystems and powers the VM off; as PID 1 it never returns.
 func powerOff(c *console) {

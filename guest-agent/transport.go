@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,7 +93,7 @@ func serveSerial(ctx context.Context, c *console, srv *agent.Server, dev string)
 // reads return EOF whenever no host is connected; that means "not yet", so they are
 // retried. After the first byte, EOF means the host went away.
 type serialConn struct {
-	f    *os.File
+	f    io.ReadWriteCloser
 	mu   sync.Mutex
 	seen bool
 }
@@ -116,20 +117,29 @@ func (s *serialConn) Read(p []byte) (int, error) {
 func (s *serialConn) Write(p []byte) (int, error) { return s.f.Write(p) }
 func (s *serialConn) Close() error                { return s.f.Close() }
 
-// serveVsock accepts host connections; an unauthenticated one is dropped and the
-// agent keeps listening, the end of an authenticated session powers the VM off.
+// serveVsock listens on the agent's vsock port and serves the host there.
 func serveVsock(ctx context.Context, c *console, srv *agent.Server) error {
 	l, err := vsock.Listen(proto.VsockPort, nil)
 	if err != nil {
 		return fmt.Errorf("listen on vsock port %d: %w", proto.VsockPort, err)
 	}
+	return serveListener(ctx, c, srv, l)
+}
+
+// serveListener accepts host connections on l: an unauthenticated one is dropped
+// and the agent keeps listening; the end of an authenticated session (the host went
+// away) ends serveListener, which powers the VM off.
+func serveListener(ctx context.Context, c *console, srv *agent.Server, l net.Listener) error {
 	defer l.Close()
 	ended := make(chan error, 1)
 	go func() {
 		for {
 			conn, err := l.Accept()
 			if err != nil {
-				ended <- fmt.Errorf("vsock accept: %w", err)
+				select {
+				case ended <- fmt.Errorf("accept agent connection: %w", err):
+				default:
+				}
 				return
 			}
 			go func() {
@@ -139,7 +149,10 @@ func serveVsock(ctx context.Context, c *console, srv *agent.Server) error {
 					return
 				}
 				c.logf("host closed the session")
-				ended <- err
+				select {
+				case ended <- err:
+				default:
+				}
 			}()
 		}
 	}()

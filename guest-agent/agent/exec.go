@@ -175,6 +175,9 @@ func (s *Server) exec(st *yamux.Stream, req proto.Request) {
 	if timer != nil {
 		timer.Stop()
 	}
+	// The exec is over for stdin: unblock a pending write into a pipe that only a
+	// background child still holds.
+	pipes.stdin.Close()
 	p.mu.Lock()
 	p.exited = true
 	timedOut := p.timedOut

@@ -296,3 +296,17 @@ func TestExecBadRequests(t *testing.T) {
 		t.Errorf("missing workdir: %+v, want an exec_failed error", res)
 	}
 }
+
+func TestExecBackgroundChildDoesNotHoldExec(t *testing.T) {
+	e := start(t, Options{Unconfined: true})
+	var out bytes.Buffer
+	begin := time.Now()
+	res, err := e.client.Exec(ctxT(t), proto.ExecRequest{Args: []string{"sh", "-c", "sleep 30 & echo started"}, Stdout: &out,
+		Stdin: strings.NewReader(strings.Repeat("unread stdin ", 100000))})
+	if err != nil || res.ExitCode != 0 || out.String() != "started\n" {
+		t.Fatalf("exec: %+v %v %q", res, err, out.String())
+	}
+	if d := time.Since(begin); d > 5*time.Second {
+		t.Errorf("exec waited %v for a background child holding its stdout", d)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,11 +56,11 @@ func NewServer(opts Options) (*Server, error) {
 	if len(opts.Roots) == 0 {
 		return nil, errors.New("agent: Options.Roots must name at least one allowed root (e.g. /workspace)")
 	}
-	for i, r := range opts.Roots {
+	opts.Roots = slices.Clone(opts.Roots)
+	for _, r := range opts.Roots {
 		if !filepath.IsAbs(r) || filepath.Clean(r) != r || r == "/" {
 			return nil, fmt.Errorf("agent: root %q must be a clean absolute path other than /", r)
 		}
-		opts.Roots[i] = r
 	}
 	if !opts.Unconfined && (opts.UID <= 0 || opts.GID <= 0) {
 		return nil, fmt.Errorf("agent: stage uid/gid %d/%d: stages never run as root; set UID and GID (default %d)", opts.UID, opts.GID, proto.DefaultUID)

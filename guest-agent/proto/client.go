@@ -71,6 +71,10 @@ func Connect(ctx context.Context, conn net.Conn, secret string) (*Client, error)
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("agent handshake: %w (%v)", ctx.Err(), err)
 		}
+		// The conn deadline can fire a moment before ctx notices its own.
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			return nil, fmt.Errorf("agent handshake: %w (%v)", context.DeadlineExceeded, err)
+		}
 		return nil, err
 	}
 	_ = conn.SetDeadline(time.Time{})
