@@ -107,3 +107,16 @@ func TestStageFilterCoversRequiredSyscalls(t *testing.T) {
 		t.Error("filter must set no_new_privs")
 	}
 }
+
+func TestConfinedShimReportsExecFailure(t *testing.T) {
+	e := confinedEnv(t, Options{})
+	prog := filepath.Join(e.ws, "rootonly")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\necho should not run\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.client.Exec(ctxT(t), proto.ExecRequest{Args: []string{prog}})
+	wantCode(t, "exec of a root-only program", err, proto.CodeExecFailed)
+	if err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("error %v should say why the shim could not exec", err)
+	}
+}

@@ -284,39 +284,51 @@ type shimConfig struct {
 // spawn starts the process in its own process group, through the confinement shim
 // unless the server is unconfined, and returns how to wait for it.
 func (s *Server) spawn(prog string, args []string, dir string, env []string) (*process, func() syscall.WaitStatus, stdio, error) {
-	var none stdio
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		return nil, nil, none, fmt.Errorf("stdin pipe: %w", err)
+	// parentEnds are ours after a successful start; childEnds always close here.
+	var parentEnds, childEnds []*os.File
+	fail := func(err error) (*process, func() syscall.WaitStatus, stdio, error) {
+		for _, f := range parentEnds {
+			f.Close()
+		}
+		return nil, nil, stdio{}, err
 	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return nil, nil, none, fmt.Errorf("stdout pipe: %w", err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return nil, nil, none, fmt.Errorf("stderr pipe: %w", err)
-	}
-	childEnds := []*os.File{inR, outW, errW}
 	defer func() {
 		for _, f := range childEnds {
 			f.Close()
 		}
 	}()
-	attr := &os.ProcAttr{Dir: dir, Env: env, Files: []*os.File{inR, outW, errW},
-		Sys: &syscall.SysProcAttr{Setpgid: true}}
-	path, argv := prog, args
-	var statusR *os.File
-	if !s.opts.Unconfined {
-		// fd 3 of the shim reports why it could not exec; exec closes it (CLOEXEC).
-		var statusW *os.File
-		statusR, statusW, err = os.Pipe()
+	pipe := func(what string, childReads bool) (*os.File, error) {
+		r, w, err := os.Pipe()
 		if err != nil {
-			return nil, nil, none, fmt.Errorf("status pipe: %w", err)
+			return nil, fmt.Errorf("%s pipe: %w", what, err)
 		}
-		defer statusR.Close()
-		childEnds = append(childEnds, statusW)
-		attr.Files = append(attr.Files, statusW)
+		if childReads {
+			parentEnds, childEnds = append(parentEnds, w), append(childEnds, r)
+			return w, nil
+		}
+		parentEnds, childEnds = append(parentEnds, r), append(childEnds, w)
+		return r, nil
+	}
+	var pipes stdio
+	var err error
+	if pipes.stdin, err = pipe("stdin", true); err != nil {
+		return fail(err)
+	}
+	if pipes.stdout, err = pipe("stdout", false); err != nil {
+		return fail(err)
+	}
+	if pipes.stderr, err = pipe("stderr", false); err != nil {
+		return fail(err)
+	}
+	attr := &os.ProcAttr{Dir: dir, Env: env, Files: slices.Clone(childEnds), Sys: &syscall.SysProcAttr{Setpgid: true}}
+	path, argv := prog, args
+	var status *os.File
+	if !s.opts.Unconfined {
+		// fd 3 of the shim reports why it could not exec; a successful exec closes it.
+		if status, err = pipe("status", false); err != nil {
+			return fail(err)
+		}
+		attr.Files = append(attr.Files, childEnds[len(childEnds)-1])
 		cfg, _ := json.Marshal(shimConfig{Path: prog, Args: args, UID: s.opts.UID, GID: s.opts.GID, Rlimits: s.opts.Rlimits})
 		path, argv = s.opts.ShimPath, []string{shimArg0, string(cfg)}
 	}
@@ -324,8 +336,7 @@ func (s *Server) spawn(prog string, args []string, dir string, env []string) (*p
 	var proc *os.Process
 	start := func() (int, error) {
 		var err error
-		proc, err = os.StartProcess(path, argv, attr)
-		if err != nil {
+		if proc, err = os.StartProcess(path, argv, attr); err != nil {
 			return 0, err
 		}
 		return proc.Pid, nil
@@ -333,22 +344,14 @@ func (s *Server) spawn(prog string, args []string, dir string, env []string) (*p
 	var wait func() syscall.WaitStatus
 	if s.opts.Reaper != nil {
 		_, ch, err := s.opts.Reaper.Start(start)
-		if err == nil {
-			_ = proc.Release()
-			wait = func() syscall.WaitStatus { return <-ch }
-		}
 		if err != nil {
-			inW.Close()
-			outR.Close()
-			errR.Close()
-			return nil, nil, none, remote(proto.CodeExecFailed, "start %s: %v", prog, err)
+			return fail(remote(proto.CodeExecFailed, "start %s: %v", prog, err))
 		}
+		_ = proc.Release() // the Reaper, not os.Process, collects the status
+		wait = func() syscall.WaitStatus { return <-ch }
 	} else {
 		if _, err := start(); err != nil {
-			inW.Close()
-			outR.Close()
-			errR.Close()
-			return nil, nil, none, remote(proto.CodeExecFailed, "start %s: %v", prog, err)
+			return fail(remote(proto.CodeExecFailed, "start %s: %v", prog, err))
 		}
 		wait = func() syscall.WaitStatus {
 			st, err := proc.Wait()
@@ -358,25 +361,17 @@ func (s *Server) spawn(prog string, args []string, dir string, env []string) (*p
 			return st.Sys().(syscall.WaitStatus)
 		}
 	}
-	p := &process{pgid: proc.Pid}
 	for _, f := range childEnds {
 		f.Close()
 	}
 	childEnds = nil
-	if statusR != nil {
-		msg, _ := readStatus(statusR)
+	if status != nil {
+		msg, _ := io.ReadAll(io.LimitReader(status, 4096))
+		status.Close()
 		if len(msg) > 0 {
 			wait()
-			inW.Close()
-			outR.Close()
-			errR.Close()
-			return nil, nil, stdio{}, remote(proto.CodeExecFailed, "start %s: %s", prog, msg)
+			return fail(remote(proto.CodeExecFailed, "start %s: %s", prog, msg))
 		}
 	}
-	return p, wait, stdio{stdin: inW, stdout: outR, stderr: errR}, nil
-}
-
-// readStatus reads a small status message (bounded: it is an error string).
-func readStatus(f *os.File) ([]byte, error) {
-	return io.ReadAll(io.LimitReader(f, 4096))
+	return &process{pgid: proc.Pid}, wait, pipes, nil
 }
