@@ -64,6 +64,7 @@ func run(c *console) error {
 		Allow: cfg.Allow, UID: cfg.UID, GID: cfg.GID, Rlimits: cfg.Rlimits,
 		Reaper:     agent.NewReaper(),
 		OnShutdown: func() { shutdown <- struct{}{} },
+		Debug:      cfg.Debug,
 		Logf:       c.logf,
 	})
 	if err != nil {

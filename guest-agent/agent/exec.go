@@ -145,6 +145,10 @@ func (s *Server) exec(st *yamux.Stream, req proto.Request) {
 		sendError(st, err)
 		return
 	}
+	begin := time.Now()
+	if s.opts.Debug {
+		s.opts.Logf("exec %q pid %d", req.Args, p.pgid)
+	}
 	s.mu.Lock()
 	s.procs[st.StreamID()] = p
 	s.mu.Unlock()
@@ -197,6 +201,9 @@ func (s *Server) exec(st *yamux.Stream, req proto.Request) {
 	if ws.Signaled() {
 		res.ExitCode = -1
 		res.Signal = unix.SignalName(ws.Signal())
+	}
+	if s.opts.Debug || timedOut {
+		s.opts.Logf("exec %s pid %d ended after %v: exit %d %s timed_out=%v", req.Args[0], p.pgid, time.Since(begin).Round(time.Millisecond), res.ExitCode, res.Signal, timedOut)
 	}
 	wmu.Lock()
 	_ = proto.WriteJSON(st, proto.FrameExit, res)

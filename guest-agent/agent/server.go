@@ -38,6 +38,7 @@ type Options struct {
 	// every orphan, so os.Process.Wait would race with it).
 	Reaper *Reaper
 
+	Debug            bool                 // log every exec's start and end, not only failures
 	HandshakeTimeout time.Duration        // default 30s; applies when the conn has deadlines
 	OnShutdown       func()               // called after acknowledging a shutdown request
 	Logf             func(string, ...any) // console log; default discards
