@@ -61,6 +61,15 @@ func TestAgentInRealVM(t *testing.T) {
 	if err != nil {
 		t.Skipf("cannot build the guest image here (needs the Debian mirror): %v", err)
 	}
+	// The two ways a session ends: the host asks for a shutdown, or the host goes away.
+	t.Run("shutdown", func(t *testing.T) { runVM(t, qemu, img, true) })
+	t.Run("host-closes", func(t *testing.T) { runVM(t, qemu, img, false) })
+}
+
+func runVM(t *testing.T, qemu string, img guestimage.Image, full bool) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 	secret, _ := proto.NewSecret()
 	bootArg, err := proto.BootConfig{Secret: secret, Hostname: "vmtest", Allow: []string{"sh", "cat", "id", "grep"},
 		Rlimits: proto.Rlimits{NOFILE: 256}, UnixTime: time.Now().Unix(), Debug: true}.KernelArg()
@@ -112,6 +121,22 @@ func TestAgentInRealVM(t *testing.T) {
 	}
 	t.Logf("session up %v after connecting", time.Since(begin))
 
+	if !full {
+		if err := client.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+		client.Close()
+		select {
+		case <-exited:
+			exited <- nil
+		case <-time.After(30 * time.Second):
+			t.Fatal("VM did not power off when the host closed the session")
+		}
+		if b, _ := os.ReadFile(consolePath); !bytes.Contains(b, []byte("host closed the session")) {
+			t.Error("console does not say the host closed the session")
+		}
+		return
+	}
 	var out, errb bytes.Buffer
 	res, err := client.Exec(ctx, proto.ExecRequest{Args: []string{"sh", "-c",
 		"id -u; hostname; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; ulimit -n; cat /proc/cmdline | wc -c; cat"},
