@@ -310,3 +310,15 @@ func TestExecBackgroundChildDoesNotHoldExec(t *testing.T) {
 		t.Errorf("exec waited %v for a background child holding its stdout", d)
 	}
 }
+
+func TestExecOversizedRequest(t *testing.T) {
+	e := start(t, Options{Unconfined: true})
+	_, err := e.client.Exec(ctxT(t), proto.ExecRequest{Args: []string{"true"}, Env: map[string]string{"BIG": strings.Repeat("x", proto.MaxHeader)}})
+	var re *proto.RemoteError
+	if !errors.As(err, &re) || re.Code != proto.CodeTooLarge || !strings.Contains(re.Message, "at most 65536") {
+		t.Errorf("oversized exec request: %v", err)
+	}
+	if err := e.client.Ping(ctxT(t)); err != nil {
+		t.Errorf("session broken by an oversized request: %v", err)
+	}
+}

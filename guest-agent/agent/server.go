@@ -129,6 +129,9 @@ func (s *Server) handle(st *yamux.Stream) {
 	defer st.Close()
 	f, err := proto.ReadFrame(st)
 	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			sendErr(st, proto.CodeBadRequest, err.Error()) // e.g. an oversized request
+		}
 		return
 	}
 	if f.Type != proto.FrameRequest {

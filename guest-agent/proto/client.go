@@ -103,7 +103,7 @@ func (c *Client) open(ctx context.Context, req Request) (*yamux.Stream, func(), 
 	}
 	stop := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Unix(1, 0)) })
 	done := func() { stop(); st.Close() }
-	if err := WriteJSON(st, FrameRequest, req); err != nil {
+	if err := writeRequest(st, req); err != nil {
 		done()
 		return nil, nil, c.ioErr(ctx, req.Op, err)
 	}
@@ -118,6 +118,15 @@ func (c *Client) ioErr(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("agent %s: session closed (guest exited or was shut down): %w", op, err)
 	}
 	return fmt.Errorf("agent %s: %w", op, err)
+}
+
+// writeRequest sends the request frame, refusing locally what the guest would refuse.
+func writeRequest(w io.Writer, req Request) error {
+	b := marshal(req)
+	if len(b) > MaxHeader {
+		return &RemoteError{Code: CodeTooLarge, Message: fmt.Sprintf("%s request is %d bytes (arguments, environment, path), at most %d allowed", req.Op, len(b), MaxHeader)}
+	}
+	return WriteFrame(w, FrameRequest, b)
 }
 
 // remoteErr decodes a FrameError payload.
@@ -272,7 +281,7 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest) (ExecResult, error) 
 		return ExecResult{}, fmt.Errorf("open agent stream for exec: %w", err)
 	}
 	defer st.Close()
-	if err := WriteJSON(st, FrameRequest, wire); err != nil {
+	if err := writeRequest(st, wire); err != nil {
 		return ExecResult{}, c.ioErr(ctx, OpExec, err)
 	}
 	go pumpStdin(st, req.Stdin)
