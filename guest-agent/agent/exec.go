@@ -341,12 +341,14 @@ func (s *Server) spawn(prog string, args []string, dir string, env []string) (*p
 	}
 
 	var proc *os.Process
+	var pid int // kept apart: Release sets proc.Pid to -1
 	start := func() (int, error) {
 		var err error
 		if proc, err = os.StartProcess(path, argv, attr); err != nil {
 			return 0, err
 		}
-		return proc.Pid, nil
+		pid = proc.Pid
+		return pid, nil
 	}
 	var wait func() syscall.WaitStatus
 	if s.opts.Reaper != nil {
@@ -380,5 +382,5 @@ func (s *Server) spawn(prog string, args []string, dir string, env []string) (*p
 			return fail(remote(proto.CodeExecFailed, "start %s: %s", prog, msg))
 		}
 	}
-	return &process{pgid: proc.Pid}, wait, pipes, nil
+	return &process{pgid: pid}, wait, pipes, nil
 }

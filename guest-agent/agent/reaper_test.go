@@ -60,3 +60,30 @@ func TestReaperCollectsOrphans(t *testing.T) {
 		t.Error("reaper reports no orphans reaped")
 	}
 }
+
+// TestReaperExecTimeoutKillsGroup is the PID 1 path of a timeout: with a Reaper the
+// agent releases its os.Process, and must still know the group to kill.
+func TestReaperExecTimeoutKillsGroup(t *testing.T) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Skipf("cannot become a child subreaper: %v", err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	r := NewReaper()
+	defer r.Close()
+	e := start(t, Options{Unconfined: true, Reaper: r})
+	var out timedWriter
+	res, err := e.client.Exec(ctxT(t), proto.ExecRequest{
+		Args:   []string{"sh", "-c", "sleep 100 & echo $!; wait"},
+		Stdout: &out, Timeout: 400 * time.Millisecond,
+	})
+	if err != nil || !res.TimedOut || res.Signal != "SIGKILL" {
+		t.Fatalf("result %+v err %v, want timed out by SIGKILL", res, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(out.String()))
+	if err != nil {
+		t.Fatalf("grandchild pid from %q: %v", out.String(), err)
+	}
+	if !grandchildGone(pid, 3*time.Second) {
+		t.Errorf("grandchild %d still running after the timeout", pid)
+	}
+}
