@@ -24,6 +24,8 @@ type Options struct {
 	VMM       runtime.VMM
 	Kernel    string
 	Initramfs string
+	// Debug makes the guest agent log every exec on the console (quoted in errors).
+	Debug bool
 	// ShutdownGrace bounds a graceful guest poweroff before the VMM is killed.
 	ShutdownGrace time.Duration
 }
@@ -83,6 +85,7 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 		Hostname: spec.Name,
 		Allow:    spec.Allow,
 		UnixTime: time.Now().Unix(),
+		Debug:    p.opts.Debug,
 	}
 	arg, err := boot.KernelArg()
 	if err != nil {
