@@ -159,7 +159,19 @@ func (m *Machine) exitError(werr error, console string) error {
 		if j := strings.IndexByte(line, '\n'); j >= 0 {
 			line = line[:j]
 		}
-		return fmt.Errorf("vm %s: guest kernel panic: %s\nconsole tail:\n%s", name, strings.TrimSpace(line), lastBytes(console, errTailBytes))
+		// Quote the console up to the end of the panic report: what follows is the
+		// reboot that -no-reboot turns into QEMU's exit, noise for the reader.
+		upTo := len(console)
+		for _, last := range []string{"---[ end Kernel panic", "Kernel Offset:"} {
+			if j := strings.Index(console[i:], last); j >= 0 {
+				upTo = i + j
+				if k := strings.IndexByte(console[upTo:], '\n'); k >= 0 {
+					upTo += k
+				}
+				break
+			}
+		}
+		return fmt.Errorf("vm %s: guest kernel panic: %s\nconsole tail:\n%s", name, strings.TrimSpace(line), lastBytes(console[:upTo], errTailBytes))
 	}
 	if m.killedBy != "" {
 		return fmt.Errorf("vm %s: %w (%s)", name, ErrKilled, m.killedBy)
@@ -268,6 +280,17 @@ func (m *Machine) Status(ctx context.Context) (Status, error) {
 		return st, fmt.Errorf("vm %s: query-status reply: %w", m.cfg.Name, err)
 	}
 	return st, nil
+}
+
+// InjectNMI delivers a non-maskable interrupt to the guest's CPUs (QMP inject-nmi).
+// A microvm guest sees it as a PCI SERR and, booted with sysctl.kernel.panic_on_unrecovered_nmi=1,
+// panics: that is how tests crash a guest kernel from outside, with the stage
+// running unprivileged.
+func (m *Machine) InjectNMI(ctx context.Context) error {
+	if _, err := qmpCommand(ctx, m.l.path(qmpFile), "inject-nmi", nil); err != nil {
+		return fmt.Errorf("vm %s: %w", m.cfg.Name, err)
+	}
+	return nil
 }
 
 // Shutdown gives a guest that is powering itself off PoweroffGrace to do so,

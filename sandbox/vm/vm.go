@@ -24,6 +24,8 @@ type Options struct {
 	VMM       runtime.VMM
 	Kernel    string
 	Initramfs string
+	// KernelArgs are appended to the guest kernel command line (diagnostics, tests).
+	KernelArgs []string
 	// Debug makes the guest agent log every exec on the console (quoted in errors).
 	Debug bool
 	// ShutdownGrace bounds a graceful guest poweroff before the VMM is killed.
@@ -102,7 +104,7 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 		Name:      spec.Name,
 		Kernel:    p.opts.Kernel,
 		Initramfs: p.opts.Initramfs,
-		Cmdline:   arg,
+		Cmdline:   strings.Join(append([]string{arg}, p.opts.KernelArgs...), " "),
 		MemoryMB:  memory,
 		VCPUs:     vcpus,
 		StateDir:  stateDir,
@@ -238,7 +240,8 @@ func (s *Sandbox) explain(err error) error {
 		why = merr.Error()
 	}
 	tail := strings.TrimSpace(s.machine.ConsoleTail(2048))
-	if tail == "" {
+	if tail == "" || strings.Contains(why, "console tail:") {
+		// The VMM's own error already quotes the console.
 		return fmt.Errorf("%s: %w", why, err)
 	}
 	return fmt.Errorf("%s: %w\n--- guest console (last lines) ---\n%s", why, err, indentConsole(tail))
