@@ -84,7 +84,7 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 	}
 	boot := proto.BootConfig{
 		Secret:   secret,
-		Hostname: spec.Name,
+		Hostname: hostname(spec.Name),
 		Allow:    spec.Allow,
 		UnixTime: time.Now().Unix(),
 		Debug:    p.opts.Debug,
@@ -253,4 +253,18 @@ func indentConsole(tail string) string {
 		lines = lines[len(lines)-25:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// hostname turns a stage name (which may hold '_') into a valid host name.
+func hostname(stage string) string {
+	h := []byte(stage)
+	for i, c := range h {
+		if !(c == '-' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			h[i] = '-'
+		}
+	}
+	if len(h) > 63 {
+		h = h[:63]
+	}
+	return string(h)
 }

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/voidbox/voidbox/internal/vmtest"
+	"github.com/voidbox/voidbox/qemu"
+)
+
+// vmArgs runs a program in real microVMs booted from the image built from this checkout.
+func vmArgs(t *testing.T, args ...string) []string {
+	img := vmtest.Image(t)
+	return append([]string{"exec", "--sandbox", "vm", "--accel", "tcg", "--kernel", img.Kernel, "--initramfs", img.Initramfs}, args...)
+}
+
+// ownMarker matches every VM this test process started.
+func ownMarker() string { return "voidbox-" + strconv.Itoa(os.Getpid()) + "-" }
+
+func TestVMExamples(t *testing.T) {
+	img := vmtest.Image(t)
+	for _, f := range mustGlob(t, "examples/*.star") {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			r := voidbox(t, vmArgs(t, f)...)
+			if r.code != exitOK {
+				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+			}
+			switch filepath.Base(f) {
+			case "hello.star":
+				if !strings.Contains(r.stdout, img.Release) {
+					t.Errorf("hello output %q lacks the guest kernel release %q", r.stdout, img.Release)
+				}
+			case "pipeline.star":
+				if strings.TrimSpace(r.stdout) != "3" {
+					t.Errorf("pipeline output %q, want 3", r.stdout)
+				}
+			}
+			vmtest.WaitNoVMs(t, ownMarker(), 10*time.Second)
+		})
+	}
+}
+
+func TestVMFanOutEightConcurrentVMs(t *testing.T) {
+	vmtest.Require(t)
+	var boxes []string
+	for i := range 8 {
+		boxes = append(boxes, `box(name = "b`+strconv.Itoa(i)+`", memory_mb = 256, cmd = ["sh", "-c", "cat /workspace/input; sleep 5; hostname"])`)
+	}
+	prog := writeFile(t, t.TempDir(), "fan.star", "pipeline = pipe(box(name = \"src\", cmd = [\"echo\", \"in\"]), fan_out(\n    "+strings.Join(boxes, ",\n    ")+",\n))\n")
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	go func() {
+		for {
+			if n := int64(len(vmtest.VMProcesses(ownMarker()))); n > peak.Load() {
+				peak.Store(n)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	r := voidbox(t, vmArgs(t, "--max-parallel", "8", "--json", prog)...)
+	close(stop)
+	if r.code != exitOK {
+		t.Fatalf("exit %d\nstderr: %s", r.code, r.stderr)
+	}
+	var res struct{ Output string }
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatal(err)
+	}
+	var outs []string
+	if err := json.Unmarshal([]byte(res.Output), &outs); err != nil || len(outs) != 8 {
+		t.Fatalf("fan_out output %q: %v", res.Output, err)
+	}
+	for i, o := range outs {
+		if want := "in\nb" + strconv.Itoa(i) + "\n"; o != want {
+			t.Errorf("branch %d output %q, want %q", i, o, want)
+		}
+	}
+	if p := peak.Load(); p != 8 {
+		t.Errorf("peak concurrent VMs %d, want 8", p)
+	}
+	vmtest.WaitNoVMs(t, ownMarker(), 10*time.Second)
+}
+
+func TestVMStageTimeoutAndAllowList(t *testing.T) {
+	vmtest.Require(t)
+	dir := t.TempDir()
+	slow := writeFile(t, dir, "slow.star", `pipeline = box(name = "slow", timeout = "25s", cmd = ["sleep", "600"])`+"\n")
+	r := voidbox(t, vmArgs(t, slow)...)
+	if r.code != exitFailed || !strings.Contains(r.stderr, "timed out after 25s") {
+		t.Fatalf("timeout: exit %d stderr %s", r.code, r.stderr)
+	}
+	vmtest.WaitNoVMs(t, ownMarker(), 10*time.Second)
+
+	denied := writeFile(t, dir, "denied.star", `pipeline = box(name = "denied", allow = ["cat"], cmd = ["sh", "-c", "id"])`+"\n")
+	r = voidbox(t, vmArgs(t, denied)...)
+	if r.code != exitFailed || !strings.Contains(r.stderr, `command "sh" is not allowed by this box's allow list [cat]`) {
+		t.Fatalf("allow list: exit %d stderr %s", r.code, r.stderr)
+	}
+	vmtest.WaitNoVMs(t, ownMarker(), 10*time.Second)
+	if dirs := vmtest.StateDirs(os.Getpid()); len(dirs) > 0 {
+		t.Fatalf("state dirs left: %v", dirs)
+	}
+}
+
+// startSlowRun starts voidbox as a separate process on a stage that runs for minutes
+// and returns once its VM is up.
+func startSlowRun(t *testing.T) (*exec.Cmd, string) {
+	t.Helper()
+	prog := writeFile(t, t.TempDir(), "slow.star", `pipeline = box(name = "slow", cmd = ["sleep", "600"])`+"\n")
+	cmd := exec.Command(voidboxBin, vmArgs(t, prog)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	marker := "voidbox-" + strconv.Itoa(cmd.Process.Pid) + "-"
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(vmtest.VMProcesses(marker)) == 0 {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("no VM appeared; stderr: %s", stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // into the stage, not just the boot
+	return cmd, marker
+}
+
+func TestVMSigkillOfVoidboxLeavesNoVM(t *testing.T) {
+	vmtest.Require(t)
+	cmd, marker := startSlowRun(t)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	vmtest.WaitNoVMs(t, marker, 10*time.Second)
+	// The state dir cannot be removed by a SIGKILLed process; the next run sweeps it.
+	if _, err := qemu.SweepStale(); err != nil {
+		t.Fatal(err)
+	}
+	if dirs := vmtest.StateDirs(cmd.Process.Pid); len(dirs) > 0 {
+		t.Fatalf("state dirs of the killed run left after the sweep: %v", dirs)
+	}
+}
+
+func TestVMInterruptCleansUp(t *testing.T) {
+	vmtest.Require(t)
+	cmd, marker := startSlowRun(t)
+	start := time.Now()
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var exitErr *exec.ExitError
+	if !errorsAs(err, &exitErr) || exitErr.ExitCode() != exitFailed {
+		t.Fatalf("after Ctrl-C: %v, want exit code %d", err, exitFailed)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("Ctrl-C took %s to finish", d)
+	}
+	vmtest.WaitNoVMs(t, marker, 5*time.Second)
+	if dirs := vmtest.StateDirs(cmd.Process.Pid); len(dirs) > 0 {
+		t.Fatalf("state dirs left after Ctrl-C: %v", dirs)
+	}
+}
+
+func errorsAs(err error, target **exec.ExitError) bool {
+	e, ok := err.(*exec.ExitError)
+	if ok {
+		*target = e
+	}
+	return ok
+}
