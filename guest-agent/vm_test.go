@@ -4,139 +4,119 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/voidbox/voidbox/guest-agent/proto"
 	"github.com/voidbox/voidbox/guestimage"
+	"github.com/voidbox/voidbox/internal/vmtest"
+	"github.com/voidbox/voidbox/qemu"
+	"github.com/voidbox/voidbox/runtime"
 )
 
-// syncBuffer collects the console while QEMU writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// poweroffWait bounds how long a guest may take to power itself off once the session ends.
+const poweroffWait = 30 * time.Second
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// TestAgentInRealVM boots the agent as /init of the real guest image under QEMU/TCG
-// with a virtio-serial agent port, and drives it through proto.Client.
+// TestAgentInRealVM boots the agent as /init of the real guest image through the qemu
+// driver (TCG) and drives it through proto.Client, then checks both ways a session
+// ends: in each, the guest must power itself off cleanly with no help from the host.
 func TestAgentInRealVM(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs a real VM boot; run without -short")
-	}
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
-	}
-	dir := t.TempDir()
-	agentBin := filepath.Join(dir, "voidbox-agent")
-	build := exec.Command("go", "build", "-trimpath", "-o", agentBin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build agent: %v\n%s", err, out)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	img, err := guestimage.Build(ctx, guestimage.BuildOptions{AgentPath: agentBin, CacheDir: filepath.Join(dir, "image"),
-		DebDir: filepath.Join(os.TempDir(), "voidbox_test_debs")})
-	if err != nil {
-		t.Skipf("cannot build the guest image here (needs the Debian mirror): %v", err)
-	}
-	// The two ways a session ends: the host asks for a shutdown, or the host goes away.
-	t.Run("shutdown", func(t *testing.T) { runVM(t, qemu, img, true) })
-	t.Run("host-closes", func(t *testing.T) { runVM(t, qemu, img, false) })
+	img := vmtest.Image(t)
+	vmm := vmtest.TCG(t)
+	t.Run("shutdown", func(t *testing.T) {
+		m, client := bootAgent(t, vmm, img)
+		checkSession(t, client)
+		if err := client.Shutdown(context.Background()); err != nil {
+			t.Fatalf("shutdown request: %v", err)
+		}
+		waitPoweroff(t, m, "after the shutdown request")
+		console := m.ConsoleTail(64 << 10)
+		for _, want := range []string{"voidbox-agent: ", `exec ["sh" "-c"`, `exec "wget" refused`, "powering off"} {
+			if !strings.Contains(console, want) {
+				t.Errorf("console lacks %q", want)
+			}
+		}
+	})
+	t.Run("host-closes", func(t *testing.T) {
+		m, client := bootAgent(t, vmm, img)
+		if err := client.Ping(context.Background()); err != nil {
+			t.Fatalf("ping: %v", err)
+		}
+		client.Close()
+		waitPoweroff(t, m, "when the host closed the session")
+		if console := m.ConsoleTail(64 << 10); !strings.Contains(console, "host closed the session") {
+			t.Error("console does not say the host closed the session")
+		}
+	})
 }
 
-func runVM(t *testing.T, qemu string, img guestimage.Image, full bool) {
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	secret, _ := proto.NewSecret()
+// bootAgent boots one VM around the agent and opens an authenticated session with it.
+// Its cleanup kills the VM only if the test left it running (a failure), and then
+// insists that no QEMU process of it remains.
+func bootAgent(t *testing.T, vmm *qemu.VMM, img guestimage.Image) (*qemu.Machine, *proto.Client) {
+	t.Helper()
+	// A short state dir: the driver's unix sockets must stay under 108 bytes.
+	stateDir, err := os.MkdirTemp("", "voidbox-"+strconv.Itoa(os.Getpid())+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(stateDir) })
+	secret, err := proto.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
 	bootArg, err := proto.BootConfig{Secret: secret, Hostname: "vmtest", Allow: []string{"sh", "cat", "id", "grep"},
 		Rlimits: proto.Rlimits{NOFILE: 256}, UnixTime: time.Now().Unix(), Debug: true}.KernelArg()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(dir, "agent.sock")
-	consolePath := filepath.Join(dir, "console.log")
-	var qemuOut syncBuffer
-	cmd := exec.CommandContext(ctx, qemu, "-accel", "tcg", "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on", "-cpu", "max", "-m", "512",
-		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-serial", "file:"+consolePath,
-		"-global", "virtio-mmio.force-legacy=false",
-		"-kernel", img.Kernel, "-initrd", img.Initramfs,
-		"-append", "console=ttyS0 reboot=k panic=-1 "+tscHint()+bootArg,
-		"-device", "virtio-serial-device",
-		"-chardev", "socket,id=ag,path="+sock+",server=on,wait=off",
-		"-device", "virtserialport,chardev=ag,name="+proto.SerialPortName)
-	cmd.Stdout, cmd.Stderr = &qemuOut, &qemuOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			b, _ := os.ReadFile(consolePath)
-			t.Logf("qemu: %s\nconsole:\n%s", qemuOut.String(), b)
-		}
-	}()
-
-	var conn net.Conn
-	for conn == nil {
-		if conn, err = net.Dial("unix", sock); err != nil {
-			if ctx.Err() != nil {
-				t.Fatalf("agent socket never appeared: %v", err)
-			}
-			conn = nil
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	begin := time.Now()
-	cctx, ccancel := context.WithTimeout(ctx, 90*time.Second)
-	client, err := proto.Connect(cctx, conn, secret)
-	ccancel()
+	ctx, cancel := context.WithTimeout(context.Background(), runtime.BootTimeout)
+	defer cancel()
+	m, err := vmm.BootMachine(ctx, runtime.VMConfig{Name: "agent-" + t.Name(), Kernel: img.Kernel, Initramfs: img.Initramfs,
+		Cmdline: bootArg, MemoryMB: 256, VCPUs: 1, StateDir: stateDir})
 	if err != nil {
+		t.Fatalf("boot: %v", err)
+	}
+	// The QEMU command line names the driver's own state dir, not the caller's.
+	marker := m.StateDir()
+	if len(vmtest.VMProcesses(marker)) == 0 {
+		_ = m.Kill()
+		t.Fatalf("no QEMU process names the state dir %s: the final no-VM-left check would prove nothing", marker)
+	}
+	t.Cleanup(func() {
+		select {
+		case <-m.Done():
+		default:
+			_ = m.Kill()
+		}
+		if t.Failed() {
+			t.Logf("vm err: %v\nconsole:\n%s", m.Err(), m.ConsoleTail(16<<10))
+		}
+		vmtest.WaitNoVMs(t, marker, 10*time.Second)
+	})
+	begin := time.Now()
+	conn, err := m.DialAgent(ctx)
+	if err != nil {
+		t.Fatalf("dial agent: %v", err)
+	}
+	client, err := proto.Connect(ctx, conn, secret)
+	if err != nil {
+		conn.Close()
 		t.Fatalf("connect: %v", err)
 	}
-	t.Logf("session up %v after connecting", time.Since(begin))
+	t.Logf("session up %v after boot", time.Since(begin))
+	return m, client
+}
 
-	if !full {
-		if err := client.Ping(ctx); err != nil {
-			t.Fatal(err)
-		}
-		client.Close()
-		select {
-		case <-exited:
-			exited <- nil
-		case <-time.After(30 * time.Second):
-			t.Fatal("VM did not power off when the host closed the session")
-		}
-		if b, _ := os.ReadFile(consolePath); !bytes.Contains(b, []byte("host closed the session")) {
-			t.Error("console does not say the host closed the session")
-		}
-		return
-	}
+// checkSession exercises what a stage relies on: the exec sandbox (uid, no_new_privs,
+// seccomp, rlimits, hostname, hidden boot secret), the allow list and the file roots.
+func checkSession(t *testing.T, client *proto.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	var out, errb bytes.Buffer
 	res, err := client.Exec(ctx, proto.ExecRequest{Args: []string{"sh", "-c",
 		"id -u; hostname; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; ulimit -n; cat /proc/cmdline | wc -c; cat"},
@@ -150,49 +130,30 @@ func runVM(t *testing.T, qemu string, img guestimage.Image, full bool) {
 	_, err = client.Exec(ctx, proto.ExecRequest{Args: []string{"wget", "http://x"}})
 	var re *proto.RemoteError
 	if !errors.As(err, &re) || re.Code != proto.CodeNotAllowed {
-		t.Errorf("wget not in the allow list: err %v", err)
+		t.Errorf("wget is not in the allow list, want a %s error; got %v", proto.CodeNotAllowed, err)
 	}
 	data := bytes.Repeat([]byte{0, 1, 2, 0xff}, 300000)
 	if err := client.WriteFile(ctx, "/workspace/in/data.bin", data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := client.ReadFile(ctx, "/workspace/in/data.bin"); err != nil || !bytes.Equal(got, data) {
-		t.Errorf("file round trip in the VM: %d bytes, %v", len(got), err)
+		t.Errorf("file round trip in the VM: %d bytes of %d, %v", len(got), len(data), err)
 	}
 	if _, err := client.ReadFile(ctx, "/etc/passwd"); !errors.As(err, &re) || re.Code != proto.CodeBadPath {
-		t.Errorf("/etc/passwd must be outside the roots: %v", err)
-	}
-	if err := client.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-		exited <- nil
-	case <-time.After(30 * time.Second):
-		t.Fatal("VM did not power off after Shutdown")
-	}
-	b, _ := os.ReadFile(consolePath)
-	for _, want := range []string{"voidbox-agent: ", `exec ["sh" "-c"`, `exec "wget" refused`, "powering off"} {
-		if !bytes.Contains(b, []byte(want)) {
-			t.Errorf("console lacks %q", want)
-		}
+		t.Errorf("/etc/passwd is outside the roots, want a %s error; got %v", proto.CodeBadPath, err)
 	}
 }
 
-// tscHint tells a TCG guest the host TSC rate: on a loaded host the 6.1 kernel cannot
-// calibrate it against the emulated PIT and hangs before "Calibrating delay loop"
-// (the qemu driver does the same; see qemu/tsc.go).
-func tscHint() string {
-	if b, err := os.ReadFile("/sys/devices/system/cpu/cpu0/tsc_freq_khz"); err == nil {
-		return "tsc_early_khz=" + strings.TrimSpace(string(b)) + " "
+// waitPoweroff waits for the guest to power itself off: the host neither shuts the
+// machine down nor kills it, so a nil Err means the guest ended cleanly on its own.
+func waitPoweroff(t *testing.T, m *qemu.Machine, when string) {
+	t.Helper()
+	select {
+	case <-m.Done():
+	case <-time.After(poweroffWait):
+		t.Fatalf("VM did not power off within %s %s", poweroffWait, when)
 	}
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "cpu MHz" {
-			if mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && mhz > 0 {
-				return fmt.Sprintf("tsc_early_khz=%d ", int(mhz*1000))
-			}
-		}
+	if err := m.Err(); err != nil {
+		t.Fatalf("VM ended %s with an error, want a clean poweroff: %v", when, err)
 	}
-	return ""
 }
