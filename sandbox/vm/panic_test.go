@@ -3,7 +3,6 @@ package vm
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 // recordingProvider hands out the sandboxes it opens so the test can reach their VMs.
 type recordingProvider struct {
 	*Provider
-	mu     sync.Mutex
 	opened chan *Sandbox
 }
 
