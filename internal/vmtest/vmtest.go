@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voidbox/voidbox/chv"
 	"github.com/voidbox/voidbox/guestimage"
 	"github.com/voidbox/voidbox/qemu"
 )
@@ -98,7 +99,27 @@ func TCG(t testing.TB) *qemu.VMM {
 	return v
 }
 
-// VMProcesses lists the pids of live QEMU processes whose command line contains marker
+// CloudHypervisor returns the Cloud Hypervisor driver when its binary is on PATH and a
+// probe boot of img under KVM succeeds; otherwise it skips the test saying which is missing.
+func CloudHypervisor(t testing.TB, img guestimage.Image) *chv.Driver {
+	t.Helper()
+	bin, err := chv.Available()
+	if err != nil {
+		t.Skipf("cloud-hypervisor binary not on PATH: %v", err)
+	}
+	if err := chv.KVMUsable(); err != nil {
+		t.Skipf("KVM not usable for cloud-hypervisor: %v", err)
+	}
+	d := chv.New(chv.Options{Binary: bin})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if ok, detail := d.ProbeBoot(ctx, img.Kernel, img.Initramfs); !ok {
+		t.Skipf("KVM not usable here: a probe boot under %s failed: %s", bin, detail)
+	}
+	return d
+}
+
+// VMProcesses lists the pids of live VMM processes (QEMU, Cloud Hypervisor) whose command line contains marker
 // (a state dir path, or "voidbox-<pid>-" for every VM a voidbox process started).
 func VMProcesses(marker string) []int {
 	entries, _ := os.ReadDir("/proc")
@@ -109,7 +130,7 @@ func VMProcesses(marker string) []int {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !strings.HasPrefix(filepath.Base(string(cmdline[:clampNul(cmdline)])), "qemu-system") {
+		if err != nil || !isVMM(filepath.Base(string(cmdline[:clampNul(cmdline)]))) {
 			continue
 		}
 		if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && isZombie(stat) {
@@ -120,6 +141,10 @@ func VMProcesses(marker string) []int {
 		}
 	}
 	return pids
+}
+
+func isVMM(prog string) bool {
+	return strings.HasPrefix(prog, "qemu-system") || prog == "cloud-hypervisor"
 }
 
 func clampNul(b []byte) int {

@@ -51,6 +51,7 @@ func TestKernelPanicFailsStageWithConsole(t *testing.T) {
 	}
 	time.Sleep(time.Second) // let the exec start
 	m := sb.Machine().(*qemu.Machine)
+	vmDir := m.StateDir()
 	if err := m.InjectNMI(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -70,5 +71,5 @@ func TestKernelPanicFailsStageWithConsole(t *testing.T) {
 		}
 	}
 	t.Logf("stage error:\n%s", got.Error)
-	vmtest.WaitNoVMs(t, sb.stateDir, 10*time.Second)
+	vmtest.WaitNoVMs(t, vmDir, 10*time.Second)
 }
