@@ -27,7 +27,11 @@ func runDoctor(args []string, env *cliEnv) int {
 	if imgErr != nil {
 		row("guest image", "MISSING", imgErr.Error())
 	} else {
-		row("guest image", "ok", fmt.Sprintf("%s (kernel %s, initramfs sha256 %.12s)", img.Kernel, img.Release, img.SHA256))
+		detail := img.Kernel + " + " + img.Initramfs
+		if img.Release != "" {
+			detail += fmt.Sprintf(" (kernel %s, initramfs sha256 %.12s)", img.Release, img.SHA256)
+		}
+		row("guest image", "ok", detail)
 	}
 
 	d := qemu.Diagnose(ctx, qemu.Options{Accel: vs.accel}, img.Kernel, img.Initramfs)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -184,3 +185,26 @@ func errorsAs(err error, target **exec.ExitError) bool {
 	}
 	return ok
 }
+
+func TestDoctorAndGuestInfo(t *testing.T) {
+	img := vmtest.Image(t)
+	r := voidbox(t, "doctor", "--kernel", img.Kernel, "--initramfs", img.Initramfs)
+	if r.code != exitOK {
+		t.Fatalf("doctor: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{doctorRow("guest image", "ok"), doctorRow("qemu", "ok"), "\nkvm ", "\nvhost-vsock ", "\nvirtiofsd ", "\ncloud-hypervisor ", "--sandbox auto uses: vm on qemu/"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = voidbox(t, "doctor", "--kernel", filepath.Join(t.TempDir(), "missing-vmlinuz"))
+	if r.code != exitFailed || !strings.Contains(r.stdout, doctorRow("guest image", "MISSING")) {
+		t.Errorf("doctor without a kernel: exit %d\n%s", r.code, r.stdout)
+	}
+	r = voidbox(t, "guest", "info", "--kernel", img.Kernel, "--initramfs", img.Initramfs)
+	if r.code != exitOK || !strings.Contains(r.stdout, "kernel:    "+img.Kernel) {
+		t.Errorf("guest info: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func doctorRow(name, status string) string { return fmt.Sprintf("%-18s %-8s ", name, status) }
