@@ -51,10 +51,14 @@ func run(c *console) error {
 			c.logf("set hostname %q: %v", cfg.Hostname, err)
 		}
 	}
-	if err := loadConfiguredModules(c); err != nil {
+	mods, configured, err := configuredModules(c)
+	if err != nil {
 		return err
 	}
-	c.logf("modules loaded")
+	if err := loadBootModules(mods, configured); err != nil {
+		return err
+	}
+	c.logf("transport modules loaded")
 	if err := setupStageUser(cfg.UID, cfg.GID); err != nil {
 		return err
 	}
@@ -122,14 +126,17 @@ func readBootConfig() (proto.BootConfig, error) {
 	return cfg, nil
 }
 
-func loadConfiguredModules(c *console) error {
+// configuredModules returns the guest's module loader and the modules the image
+// ships (/etc/voidbox/modules). Boot loads only the transport's; a feature that
+// needs another (virtio_net, virtiofs, overlay, ...) calls the loader's ensure.
+func configuredModules(c *console) (*moduleLoader, []string, error) {
 	names, err := readModuleList("/etc/voidbox/modules")
 	if err != nil {
-		return fmt.Errorf("read /etc/voidbox/modules: %w", err)
+		return nil, nil, fmt.Errorf("read /etc/voidbox/modules: %w", err)
 	}
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
-		return fmt.Errorf("uname: %w", err)
+		return nil, nil, fmt.Errorf("uname: %w", err)
 	}
-	return loadModules("/lib/modules/"+unix.ByteSliceToString(u.Release[:]), names, finitModule, c.logf)
+	return newModuleLoader("/lib/modules/"+unix.ByteSliceToString(u.Release[:]), finitModule, c.logf), names, nil
 }

@@ -108,28 +108,7 @@ func readModuleList(path string) ([]string, error) {
 // loadModules loads names (with dependencies, in modules.dep order) from dir, the
 // /lib/modules/<release> directory, through load (finitModule in the guest).
 func loadModules(dir string, names []string, load func(path string) error, logf func(string, ...any)) error {
-	if len(names) == 0 {
-		return nil
-	}
-	f, err := os.Open(filepath.Join(dir, "modules.dep"))
-	if err != nil {
-		return fmt.Errorf("modules: %w (the guest image must ship depmod output for this kernel)", err)
-	}
-	g, err := parseModulesDep(f)
-	f.Close()
-	if err != nil {
-		return err
-	}
-	order, builtin := g.loadOrder(names)
-	if len(builtin) > 0 {
-		logf("modules not in modules.dep, assumed built in: %s", strings.Join(builtin, " "))
-	}
-	for _, p := range order {
-		if err := load(filepath.Join(dir, p)); err != nil {
-			return fmt.Errorf("load module %s: %w", modName(p), err)
-		}
-	}
-	return nil
+	return newModuleLoader(dir, load, logf).ensure(names...)
 }
 
 // finitModule loads one uncompressed .ko; an already loaded module is fine.

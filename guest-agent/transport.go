@@ -21,6 +21,16 @@ import (
 // after the modules loaded (virtio-serial ports are announced asynchronously).
 const transportWait = 20 * time.Second
 
+// pollInterval paces the boot-time waits for the agent port (its announcement and
+// its device node). They are on the box's start-up path: each wait costs half an
+// interval on average, and a check is only a few sysfs reads.
+const pollInterval = 2 * time.Millisecond
+
+// hostPollInterval paces the retries while no host is connected to the port. The
+// voidbox host connects before the guest boots, so this wait is rarely taken;
+// a longer interval keeps a late host from costing the guest CPU time.
+const hostPollInterval = 20 * time.Millisecond
+
 // Virtio device ids in /sys/bus/virtio/devices/*/device.
 const (
 	virtioConsoleID = "0x0003"
@@ -42,7 +52,7 @@ func serve(ctx context.Context, c *console, srv *agent.Server) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("no agent transport after %v: no virtio-serial port named %q in /sys/class/virtio-ports and no virtio-vsock device (check the VMM devices and that virtio_console or vmw_vsock_virtio_transport is in /etc/voidbox/modules)", transportWait, proto.SerialPortName)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(pollInterval)
 	}
 }
 
@@ -72,11 +82,11 @@ func findSerialPort() (string, bool) {
 func serveSerial(ctx context.Context, c *console, srv *agent.Server, dev string) error {
 	var f *os.File
 	var err error
-	for range 100 { // devtmpfs creates the node shortly after the port appears
+	for range 1000 { // devtmpfs creates the node shortly after the port appears (2 s)
 		if f, err = os.OpenFile(dev, os.O_RDWR, 0); err == nil {
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(pollInterval)
 	}
 	if err != nil {
 		return fmt.Errorf("open agent port: %w", err)
@@ -110,7 +120,7 @@ func (s *serialConn) Read(p []byte) (int, error) {
 		if n > 0 || seen || err != io.EOF {
 			return n, err
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(hostPollInterval)
 	}
 }
 

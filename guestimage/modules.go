@@ -14,9 +14,11 @@ import (
 	"github.com/ulikunitz/xz"
 )
 
-// GuestModules are the kernel modules the guest agent loads at boot, in the
-// order it should load them. Their dependencies (virtio, virtio_ring, vsock,
-// fuse, failover, ...) come along through modules.dep.
+// GuestModules are the kernel modules the guest image ships (listed in
+// /etc/voidbox/modules). The agent loads only its transport's at boot
+// (virtio_mmio, then virtio_console or the vsock transport) and the others
+// when a feature first needs them. Their dependencies (virtio, virtio_ring,
+// vsock, fuse, failover, ...) come along through modules.dep.
 var GuestModules = []string{
 	"virtio_mmio",
 	"virtio_console",
