@@ -89,7 +89,10 @@ func buildArgs(cfg runtime.VMConfig, l launch) ([]string, error) {
 		args = append(args, "-device", fmt.Sprintf("vhost-vsock-device,guest-cid=%d", l.vsockCID))
 	} else {
 		args = append(args,
-			"-device", "virtio-serial-device",
+			// Two ports (0 is reserved for a virtconsole, ours gets 1), not the
+			// default 31: the guest driver sets up two virtqueues per port at
+			// probe time, which under TCG is most of virtio_console's load time.
+			"-device", "virtio-serial-device,max_ports=2",
 			"-chardev", "socket,id=agent,path="+l.path(agentFile)+",server=on,wait=off",
 			"-device", "virtserialport,chardev=agent,name="+AgentPortName,
 		)

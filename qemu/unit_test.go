@@ -31,7 +31,7 @@ func TestBuildArgs(t *testing.T) {
 		"-global virtio-mmio.force-legacy=false",
 		"-append console=ttyS0 reboot=k panic=-1 tsc_early_khz=2445400 voidbox.boot=x -- y -serial",
 		"-serial file:/s/console.log -qmp unix:/s/qmp.sock,server=on,wait=off",
-		"-device virtio-serial-device -chardev socket,id=agent,path=/s/agent.sock,server=on,wait=off -device virtserialport,chardev=agent,name=voidbox.agent",
+		"-device virtio-serial-device,max_ports=2 -chardev socket,id=agent,path=/s/agent.sock,server=on,wait=off -device virtserialport,chardev=agent,name=voidbox.agent",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("args lack %q:\n%s", want, got)
