@@ -61,7 +61,7 @@ func benchBoot(ctx context.Context, out, warn io.Writer, vs vmSettings, runs, ex
 	if err != nil {
 		return err
 	}
-	spec := runtime.SandboxSpec{Name: "bench", MemoryMB: 512, VCPUs: 1}
+	spec := runtime.SandboxSpec{Name: "bench", MemoryMB: qemu.FloorMemoryMB, VCPUs: 1} // the floor's size: like for like
 	var floor, box []time.Duration
 	// Interleave the two kinds so drift in machine load hits both alike.
 	for i := 0; i < runs; i++ {

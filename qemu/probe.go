@@ -102,7 +102,7 @@ func trivialBoot(ctx context.Context, opts Options, kernel, initramfs, accel str
 	if accel == "tcg" {
 		l.tscKHz = hostTSCkHz()
 	}
-	args, err := buildArgs(runtime.VMConfig{Name: "floor", Kernel: kernel, Initramfs: initramfs, Cmdline: trivialInit, MemoryMB: 256, VCPUs: 1}, l)
+	args, err := buildArgs(runtime.VMConfig{Name: "floor", Kernel: kernel, Initramfs: initramfs, Cmdline: trivialInit, MemoryMB: FloorMemoryMB, VCPUs: 1}, l)
 	if err != nil {
 		return 0, err
 	}
@@ -176,6 +176,9 @@ func firstLines(s string, n int) string {
 	}
 	return strings.Join(lines, " | ")
 }
+
+// FloorMemoryMB is the guest memory of a floor boot; benchmarks give the box the same.
+const FloorMemoryMB = 256
 
 // Diagnosis is what `voidbox doctor` reports about the QEMU side of the host.
 type Diagnosis struct {
