@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages voidbox needs on a fresh Debian 12 machine (idempotent).
-# qemu-system-x86: the VMM that runs here (TCG); busybox-static, kmod: the guest userland
-# and modules.dep; cpio, e2fsprogs: image tools used by tests; docker-registry: a real OCI
-# registry for tests; tmux: driving the REPL like a person would.
+# qemu-system-x86 (+ -common for virtiofsd): the VMM that runs here (TCG); busybox-static,
+# kmod: the guest userland and modules.dep (guest image tests compare with depmod); cpio:
+# tests read the initramfs back with GNU cpio.
 set -euo pipefail
-pkgs=(qemu-system-x86 qemu-system-common busybox-static kmod cpio e2fsprogs docker-registry tmux ca-certificates)
+pkgs=(qemu-system-x86 qemu-system-common busybox-static kmod cpio ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
