@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/internal/vmtest"
-	"github.com/voidbox/voidbox/qemu"
 )
 
 // vmArgs runs a program in real microVMs booted from the image built from this checkout.
@@ -24,7 +24,7 @@ func vmArgs(t *testing.T, args ...string) []string {
 }
 
 // ownMarker matches every VM this test process started.
-func ownMarker() string { return "voidbox-" + strconv.Itoa(os.Getpid()) + "-" }
+func ownMarker() string { return vmstate.Prefix(os.Getpid()) }
 
 func TestVMExamples(t *testing.T) {
 	img := vmtest.Image(t)
@@ -126,7 +126,7 @@ func startSlowRun(t *testing.T) (*exec.Cmd, string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	marker := "voidbox-" + strconv.Itoa(cmd.Process.Pid) + "-"
+	marker := vmstate.Prefix(cmd.Process.Pid)
 	deadline := time.Now().Add(2 * time.Minute)
 	for len(vmtest.VMProcesses(marker)) == 0 {
 		if time.Now().After(deadline) {
@@ -149,7 +149,7 @@ func TestVMSigkillOfVoidboxLeavesNoVM(t *testing.T) {
 	cmd.Wait()
 	vmtest.WaitNoVMs(t, marker, 10*time.Second)
 	// The state dir cannot be removed by a SIGKILLed process; the next run sweeps it.
-	if _, err := qemu.SweepStale(); err != nil {
+	if _, err := vmstate.Sweep(); err != nil {
 		t.Fatal(err)
 	}
 	if dirs := vmtest.StateDirs(cmd.Process.Pid); len(dirs) > 0 {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/voidbox/voidbox/chv"
 	"github.com/voidbox/voidbox/guestimage"
+	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/qemu"
 	"github.com/voidbox/voidbox/runtime"
 	"github.com/voidbox/voidbox/sandbox/local"
@@ -66,7 +67,7 @@ func openProvider(kind string, vs vmSettings, warn io.Writer) (runtime.Provider,
 // openVM resolves the guest image and picks the VMM: Cloud Hypervisor when its binary
 // is here and a probe boot under KVM succeeds, else QEMU (KVM if its probe boots, else TCG).
 func openVM(vs vmSettings, warn io.Writer) (*vm.Provider, error) {
-	if _, err := qemu.SweepStale(); err != nil {
+	if _, err := vmstate.Sweep(); err != nil {
 		fmt.Fprintf(warn, "voidbox: warning: cleaning up after earlier runs: %v\n", err)
 	}
 	img, err := guestimage.Resolve(vs.kernel, vs.initramfs)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -128,7 +129,7 @@ func TestBootAndShutdown(t *testing.T) {
 		}
 	}
 
-	pids, _ := os.ReadFile(filepath.Join(m.paths.Dir, pidsFile))
+	pids, _ := os.ReadFile(filepath.Join(m.paths.Dir, vmstate.PidsFile))
 	if want := fmt.Sprintf("%d\n", m.p.cmd.Process.Pid); string(pids) != want {
 		t.Errorf("pids file %q, want %q", pids, want)
 	}

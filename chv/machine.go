@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -90,7 +91,7 @@ func (m *machine) Err() error {
 	return m.err
 }
 
-func (m *machine) ConsoleTail(n int) string { return tailFile(m.paths.Console, n) }
+func (m *machine) ConsoleTail(n int) string { return vmstate.Tail(m.paths.Console, n) }
 
 // DialAgent connects to the guest agent's vsock port, retrying while the guest
 // boots (a refused CONNECT means nothing listens yet) until ctx ends or the

@@ -26,7 +26,6 @@ const (
 	consoleFile = "console.log"
 	qmpFile     = "qmp.sock"
 	agentFile   = "agent.sock"
-	pidsFile    = "pids"
 )
 
 // launch is what buildArgs needs besides the VMConfig.

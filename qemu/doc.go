@@ -3,7 +3,8 @@
 // the agent channel (vhost-vsock where the host has it, else virtio-serial
 // over a unix socket), a serial console log, QMP for status and shutdown,
 // and virtiofsd for shares. It also owns accelerator selection (a cached KVM
-// probe boot), the boot-time floor benchmark, the host diagnosis `voidbox
-// doctor` prints, and the cleanup of VM processes and state directories left
-// by a voidbox that died.
+// probe boot), the boot-time floor benchmark and the host diagnosis `voidbox
+// doctor` prints. The state-dir and process conventions it shares with the
+// chv driver (including the sweep after a voidbox crash) live in
+// internal/vmstate.
 package qemu

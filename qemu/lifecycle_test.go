@@ -3,7 +3,6 @@ package qemu
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -68,12 +68,12 @@ func TestNoQEMUOutlivesVoidbox(t *testing.T) {
 	if _, err := os.Stat(dir); err != nil {
 		t.Fatalf("expected the dead owner's state dir %s to remain for the sweeper: %v", dir, err)
 	}
-	removed, err := SweepStale()
+	removed, err := vmstate.Sweep()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !contains(removed, dir) {
-		t.Fatalf("SweepStale removed %v, want %s among them", removed, dir)
+		t.Fatalf("vmstate.Sweep removed %v, want %s among them", removed, dir)
 	}
 }
 
@@ -90,63 +90,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func TestSweepKillsListedProcesses(t *testing.T) {
-	root := t.TempDir()
-	// A dead owner: a child that has exited and been reaped.
-	dead := exec.Command("true")
-	if err := dead.Run(); err != nil {
-		t.Fatal(err)
-	}
-	deadDir := filepath.Join(root, fmt.Sprintf("voidbox-%d-abc", dead.Process.Pid))
-	liveDir := filepath.Join(root, fmt.Sprintf("voidbox-%d-def", os.Getppid()))
-	otherDir := filepath.Join(root, "voidbox-cache-x")
-	for _, d := range []string{deadDir, liveDir, otherDir} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// A stand-in VM process whose command line names the state dir, and an
-	// unrelated process whose pid is also listed (as if the pid were reused).
-	vm := exec.Command("sh", "-c", "sleep 60", deadDir)
-	bystander := exec.Command("sleep", "60")
-	for _, c := range []*exec.Cmd{vm, bystander} {
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	defer func() { _ = bystander.Process.Kill(); _ = bystander.Wait() }()
-	if err := writePids(filepath.Join(deadDir, pidsFile), []int{vm.Process.Pid, bystander.Process.Pid}); err != nil {
-		t.Fatal(err)
-	}
-	removed, err := sweepIn(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(removed) != 1 || removed[0] != deadDir {
-		t.Fatalf("sweepIn removed %v, want only %s", removed, deadDir)
-	}
-	done := make(chan error, 1)
-	go func() { done <- vm.Wait() }()
-	select {
-	case err := <-done:
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("stand-in VM ended with %v, want SIGKILL", err)
-		}
-	case <-time.After(5 * time.Second):
-		_ = vm.Process.Kill()
-		t.Fatal("sweeper did not kill the listed VM process")
-	}
-	if !alive(bystander.Process.Pid) {
-		t.Fatal("sweeper killed a process whose command line does not name the state dir")
-	}
-	for _, d := range []string{liveDir, otherDir} {
-		if _, err := os.Stat(d); err != nil {
-			t.Errorf("sweeper removed %s: %v", d, err)
-		}
-	}
 }
 
 func TestBootRejectsBadConfig(t *testing.T) {

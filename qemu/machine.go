@@ -15,6 +15,7 @@ import (
 
 	"github.com/mdlayher/vsock"
 
+	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -76,13 +77,13 @@ func (m *Machine) start(ctx context.Context, bin string, args []string) error {
 	m.cmd.Stdin = nil
 	m.cmd.Stdout = m.stderr
 	m.cmd.Stderr = m.stderr
-	exited, err := startPinned(m.cmd)
+	exited, err := vmstate.StartPinned(m.cmd)
 	if err != nil {
 		m.abort()
 		return fmt.Errorf("start %s: %w", bin, err)
 	}
 	pids = append(pids, m.cmd.Process.Pid)
-	if err := writePids(m.l.path(pidsFile), pids); err != nil {
+	if err := vmstate.WritePids(m.l.dir, pids); err != nil {
 		_ = m.cmd.Process.Kill()
 	}
 	go m.reap(exited)
@@ -135,7 +136,7 @@ func (m *Machine) stopHelpers() {
 func (m *Machine) reap(exited <-chan error) {
 	werr := <-exited
 	m.stopHelpers()
-	console := readTail(m.l.path(consoleFile), keptConsole)
+	console := vmstate.Tail(m.l.path(consoleFile), keptConsole)
 	if m.cfg.StateDir != "" {
 		// The caller's StateDir outlives ours: leave the full log there.
 		if data, err := os.ReadFile(m.l.path(consoleFile)); err == nil {
@@ -225,7 +226,7 @@ func (m *Machine) ConsoleTail(n int) string {
 		return lastBytes(c, n)
 	}
 	m.mu.Unlock()
-	return readTail(m.l.path(consoleFile), n)
+	return vmstate.Tail(m.l.path(consoleFile), n)
 }
 
 // DialAgent connects to the guest agent's channel, retrying until the

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -110,7 +111,7 @@ func trivialBoot(ctx context.Context, opts Options, kernel, initramfs, accel str
 	cmd := exec.Command(opts.Binary, args...)
 	cmd.Stdout, cmd.Stderr = stderr, stderr
 	start := time.Now()
-	wait, err := startPinned(cmd)
+	wait, err := vmstate.StartPinned(cmd)
 	if err != nil {
 		return 0, fmt.Errorf("start %s: %w", opts.Binary, err)
 	}
@@ -120,10 +121,10 @@ func trivialBoot(ctx context.Context, opts Options, kernel, initramfs, accel str
 	case <-ctx.Done():
 		_ = cmd.Process.Kill()
 		<-wait
-		return 0, fmt.Errorf("%s boot did not power off in time: %w\nconsole tail:\n%s", accel, ctx.Err(), lastBytes(readTail(l.path(consoleFile), errTailBytes), errTailBytes))
+		return 0, fmt.Errorf("%s boot did not power off in time: %w\nconsole tail:\n%s", accel, ctx.Err(), lastBytes(vmstate.Tail(l.path(consoleFile), errTailBytes), errTailBytes))
 	}
 	elapsed := time.Since(start)
-	console := readTail(l.path(consoleFile), 64<<10)
+	console := vmstate.Tail(l.path(consoleFile), 64<<10)
 	if werr != nil {
 		return 0, fmt.Errorf("%s boot: qemu exited: %v: %s\nconsole tail:\n%s", accel, werr, strings.TrimSpace(stderr.String()), lastBytes(console, errTailBytes))
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -32,7 +33,7 @@ func startVirtiofsd(ctx context.Context, bin, sock string, s runtime.Share) (*ex
 	stderr := &tailBuffer{max: 4 << 10}
 	cmd := exec.Command(bin, "--socket-path="+sock, "-o", "source="+s.HostPath, "-o", "cache=auto")
 	cmd.Stdout, cmd.Stderr = stderr, stderr
-	wait, err := startPinned(cmd)
+	wait, err := vmstate.StartPinned(cmd)
 	if err != nil {
 		return nil, nil, fmt.Errorf("share %s: start virtiofsd: %w", s.Tag, err)
 	}

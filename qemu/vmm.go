@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -177,13 +178,13 @@ func randomCID() uint32 {
 	return 3 + binary.LittleEndian.Uint32(b[:])%(1<<30)
 }
 
-// newStateDir makes os.TempDir()/voidbox-<pid>-XXXX. The owner pid in the name
-// lets SweepStale recognise directories of a voidbox that died; the short
-// path keeps socket paths under the 108-byte unix socket limit.
+// newStateDir makes a state dir (see vmstate.NewDir, whose naming lets
+// vmstate.Sweep recognise directories of a voidbox that died) and checks that
+// its socket paths fit the 108-byte unix socket limit.
 func newStateDir() (string, error) {
-	dir, err := os.MkdirTemp(os.TempDir(), fmt.Sprintf("voidbox-%d-", os.Getpid()))
+	dir, err := vmstate.NewDir()
 	if err != nil {
-		return "", fmt.Errorf("create VM state dir: %w", err)
+		return "", err
 	}
 	if longest := filepath.Join(dir, "fs99.sock"); len(longest) >= 108 {
 		os.RemoveAll(dir)

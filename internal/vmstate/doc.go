@@ -1,0 +1,7 @@
+// Package vmstate owns the host-side process and state-directory conventions
+// every VMM driver (qemu, chv) shares: starting a VMM or helper process so
+// that it dies with voidbox, naming a VM's state directory
+// os.TempDir()/voidbox-<ownerpid>-*, the pids file listing a VM's processes,
+// reading the tail of a log file, and sweeping the state directories (and
+// their still-running processes) left behind by voidbox processes that died.
+package vmstate

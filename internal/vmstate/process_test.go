@@ -1,0 +1,124 @@
+package vmstate
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const childEnv = "VOIDBOX_VMSTATE_TEST_CHILD"
+
+// TestStartPinnedChild is the child half of TestStartPinnedDiesWithParent: it
+// starts a sleep with StartPinned, reports its pid and waits to be killed.
+func TestStartPinnedChild(t *testing.T) {
+	if os.Getenv(childEnv) == "" {
+		t.Skip("helper process for TestStartPinnedDiesWithParent")
+	}
+	cmd := exec.Command("sleep", "60")
+	if _, err := StartPinned(cmd); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("PID %d\n", cmd.Process.Pid)
+	time.Sleep(time.Minute)
+}
+
+func TestStartPinnedDiesWithParent(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestStartPinnedChild$", "-test.v")
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if _, err := fmt.Sscanf(sc.Text(), "PID %d", &pid); err == nil {
+			break
+		}
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if pid == 0 {
+		t.Fatal("child did not report the pid it started")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("process %d outlived the SIGKILLed process that started it", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestStartPinnedOwnGroupAndWait(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "exit 3")
+	exited, err := StartPinned(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cmd.SysProcAttr.Setpgid || cmd.SysProcAttr.Pdeathsig != syscall.SIGKILL {
+		t.Fatalf("SysProcAttr = %+v, want Setpgid and Pdeathsig SIGKILL", cmd.SysProcAttr)
+	}
+	var ee *exec.ExitError
+	if err := <-exited; !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("wait = %v, want exit status 3", err)
+	}
+
+	sleeper := exec.Command("sleep", "60")
+	if _, err := StartPinned(sleeper); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sleeper.Process.Kill() }()
+	if pgid, err := syscall.Getpgid(sleeper.Process.Pid); err != nil || pgid != sleeper.Process.Pid {
+		t.Fatalf("pgid of %d = %d, %v; want its own group", sleeper.Process.Pid, pgid, err)
+	}
+}
+
+func TestStartPinnedReportsStartError(t *testing.T) {
+	_, err := StartPinned(exec.Command(filepath.Join(t.TempDir(), "missing")))
+	if err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("start of a missing binary = %v, want an error naming it", err)
+	}
+}
+
+func TestTail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	if err := os.WriteFile(path, []byte("0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path string
+		n    int
+		want string
+	}{
+		{path, 4, "6789"},
+		{path, 10, "0123456789"},
+		{path, 100, "0123456789"},
+		{path, 0, ""},
+		{path, -1, ""},
+		{path + ".missing", 4, ""},
+	} {
+		if got := Tail(c.path, c.n); got != c.want {
+			t.Errorf("Tail(%s, %d) = %q, want %q", filepath.Base(c.path), c.n, got, c.want)
+		}
+	}
+}
+
+// alive is true while pid exists and is not a zombie.
+func alive(pid int) bool {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err == nil && !strings.Contains(string(st), ") Z ")
+}
