@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/voidbox/voidbox/guest-agent/proto"
 	"github.com/voidbox/voidbox/guestimage"
+	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/internal/vmtest"
 	"github.com/voidbox/voidbox/qemu"
 	"github.com/voidbox/voidbox/runtime"
@@ -59,7 +59,7 @@ func TestAgentInRealVM(t *testing.T) {
 func bootAgent(t *testing.T, vmm *qemu.VMM, img guestimage.Image) (*qemu.Machine, *proto.Client) {
 	t.Helper()
 	// A short state dir: the driver's unix sockets must stay under 108 bytes.
-	stateDir, err := os.MkdirTemp("", "voidbox-"+strconv.Itoa(os.Getpid())+"-")
+	stateDir, err := vmstate.NewDir()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/voidbox/voidbox/chv"
 	"github.com/voidbox/voidbox/guestimage"
+	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/qemu"
 )
 
@@ -181,6 +182,6 @@ func WaitNoVMs(t testing.TB, marker string, d time.Duration) {
 
 // StateDirs lists voidbox state dirs in the temp dir whose owner is pid.
 func StateDirs(pid int) []string {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "voidbox-"+strconv.Itoa(pid)+"-*"))
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), vmstate.Prefix(pid)+"*"))
 	return dirs
 }

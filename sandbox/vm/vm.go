@@ -10,12 +10,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/voidbox/voidbox/guest-agent/proto"
+	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -65,7 +65,7 @@ func (p *Provider) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime.
 	if spec.Image != "" {
 		return nil, fmt.Errorf("box %s: image = %q: OCI root filesystems are %w yet; remove image= to use the guest image's busybox userland", spec.Name, spec.Image, runtime.ErrUnsupported)
 	}
-	stateDir, err := os.MkdirTemp("", "voidbox-"+strconv.Itoa(os.Getpid())+"-")
+	stateDir, err := vmstate.NewDir()
 	if err != nil {
 		return nil, fmt.Errorf("box %s: state dir: %w", spec.Name, err)
 	}
