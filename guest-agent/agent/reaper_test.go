@@ -12,17 +12,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// startAsSubreaper makes this test process a child subreaper, standing in for PID 1,
+// and starts a server whose children a Reaper collects.
+func startAsSubreaper(t *testing.T) (*env, *Reaper) {
+	t.Helper()
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Skipf("cannot become a child subreaper: %v", err)
+	}
+	t.Cleanup(func() { unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
+	r := NewReaper()
+	t.Cleanup(r.Close)
+	return start(t, Options{Unconfined: true, Reaper: r}), r
+}
+
 // TestReaperCollectsOrphans runs execs with a Reaper while this test process is a
 // child subreaper, standing in for PID 1: exit statuses must still reach the execs,
 // and orphaned grandchildren must be reaped, not left as zombies.
 func TestReaperCollectsOrphans(t *testing.T) {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		t.Skipf("cannot become a child subreaper: %v", err)
-	}
-	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-	r := NewReaper()
-	defer r.Close()
-	e := start(t, Options{Unconfined: true, Reaper: r})
+	e, r := startAsSubreaper(t)
 
 	var wg sync.WaitGroup
 	for i := range 8 {
@@ -64,13 +71,7 @@ func TestReaperCollectsOrphans(t *testing.T) {
 // TestReaperExecTimeoutKillsGroup is the PID 1 path of a timeout: with a Reaper the
 // agent releases its os.Process, and must still know the group to kill.
 func TestReaperExecTimeoutKillsGroup(t *testing.T) {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		t.Skipf("cannot become a child subreaper: %v", err)
-	}
-	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-	r := NewReaper()
-	defer r.Close()
-	e := start(t, Options{Unconfined: true, Reaper: r})
+	e, _ := startAsSubreaper(t)
 	var out timedWriter
 	res, err := e.client.Exec(ctxT(t), proto.ExecRequest{
 		Args:   []string{"sh", "-c", "sleep 100 & echo $!; wait"},
