@@ -224,3 +224,16 @@ func TestExamplesCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestLocalSandboxWarnsOnceFirst(t *testing.T) {
+	r := voidbox(t, "exec", "--sandbox", "local", "examples/fan_out.star")
+	if r.code != exitOK {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if !strings.HasPrefix(r.stderr, "voidbox: warning: --sandbox local runs stages as host processes with no isolation\n") || strings.Count(r.stderr, "warning") != 1 {
+		t.Fatalf("want exactly one warning, first; stderr:\n%s", r.stderr)
+	}
+	if r := voidbox(t, "exec", "--sandbox", "mock", "examples/hello.star"); strings.Contains(r.stderr, "warning") {
+		t.Fatalf("mock sandbox warned: %s", r.stderr)
+	}
+}

@@ -53,7 +53,9 @@ func openProvider(kind string, vs vmSettings, warn io.Writer) (runtime.Provider,
 		}
 		return mock.New(script), noop, nil
 	case "local":
-		return local.New(warn), noop, nil
+		// Say it before the live view starts, not in the middle of it.
+		fmt.Fprintln(warn, local.Warning)
+		return local.New(io.Discard), noop, nil
 	case "auto", "vm":
 		p, err := openVM(vs, warn)
 		if err != nil {
