@@ -68,9 +68,14 @@ func TestConfinedSyscallsDenied(t *testing.T) {
 	}
 	// keyctl succeeds for an unconfined uid 1000 and unshare fails with EINVAL in a
 	// threaded process, so EPERM from them shows the seccomp filter is what denied.
-	for _, name := range []string{"mount", "unshare", "ptrace", "reboot", "keyctl", "bpf"} {
+	for _, name := range []string{"mount", "unshare", "ptrace", "reboot", "keyctl", "bpf", "clone-newuser", "clone-newnet"} {
 		if !strings.Contains(out.String(), name+"=EPERM\n") {
 			t.Errorf("%s not denied with EPERM; probe says:\n%s", name, out.String())
+		}
+	}
+	for _, want := range []string{"clone-plain=ok\n", "clone3=ENOSYS\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("probe should say %q; it says:\n%s", want, out.String())
 		}
 	}
 }

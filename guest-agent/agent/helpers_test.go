@@ -35,8 +35,29 @@ func runTestHelperIfRequested() {
 		report("keyctl", err)
 		_, _, e = unix.Syscall(unix.SYS_BPF, 0, 0, 0)
 		report("bpf", errnoErr(e))
+		// A child in a new user namespace: refused at creation. (A plain fork with
+		// SIGCHLD only is what every shell does; it must still work.)
+		report("clone-newuser", cloneProbe(unix.CLONE_NEWUSER|uintptr(unix.SIGCHLD)))
+		report("clone-newnet", cloneProbe(unix.CLONE_NEWNET|uintptr(unix.SIGCHLD)))
+		report("clone-plain", cloneProbe(uintptr(unix.SIGCHLD)))
+		_, _, e = unix.Syscall(unix.SYS_CLONE3, 0, 0, 0)
+		report("clone3", errnoErr(e))
 		os.Exit(0)
 	}
+}
+
+// cloneProbe forks with raw clone flags; the child exits at once and is reaped.
+func cloneProbe(flags uintptr) error {
+	pid, _, e := unix.RawSyscall6(unix.SYS_CLONE, flags, 0, 0, 0, 0, 0)
+	if e != 0 {
+		return e
+	}
+	if pid == 0 {
+		unix.RawSyscall(unix.SYS_EXIT_GROUP, 0, 0, 0)
+	}
+	var ws unix.WaitStatus
+	_, err := unix.Wait4(int(pid), &ws, 0, nil)
+	return err
 }
 
 func errnoErr(e unix.Errno) error {

@@ -99,6 +99,10 @@ var deniedSyscalls = []string{
 	"sethostname", "setdomainname", "iopl", "ioperm", "vhangup",
 }
 
+// namespaceFlags are the clone flags that create namespaces.
+const namespaceFlags = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC |
+	unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET
+
 // StageFilter is the seccomp filter every stage process runs under.
 func StageFilter() seccomp.Filter {
 	return seccomp.Filter{
@@ -109,6 +113,20 @@ func StageFilter() seccomp.Filter {
 			Syscalls: []seccomp.SyscallGroup{{
 				Action: seccomp.ActionErrno,
 				Names:  deniedSyscalls,
+			}, {
+				// clone is how threads and processes start, so only its namespace flags
+				// are denied: unshare and setns are denied above, and this closes the
+				// same door when it is opened at creation time.
+				Action: seccomp.ActionErrno,
+				NamesWithCondtions: []seccomp.NameWithConditions{{
+					Name:       "clone",
+					Conditions: seccomp.ArgumentConditions{{Argument: 0, Operation: seccomp.BitsSet, Value: namespaceFlags}},
+				}},
+			}, {
+				// clone3 passes its flags in memory, out of a filter's reach. ENOSYS
+				// makes libc fall back to clone, whose flags are checked above.
+				Action: seccomp.ActionErrno | seccomp.Action(unix.ENOSYS),
+				Names:  []string{"clone3"},
 			}},
 		},
 	}
