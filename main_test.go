@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // voidboxBin is the binary built once for the tests that run voidbox as a process.
@@ -235,5 +236,31 @@ func TestLocalSandboxWarnsOnceFirst(t *testing.T) {
 	}
 	if r := voidbox(t, "exec", "--sandbox", "mock", "examples/hello.star"); strings.Contains(r.stderr, "warning") {
 		t.Fatalf("mock sandbox warned: %s", r.stderr)
+	}
+}
+
+func TestExecSetAndRunTimeout(t *testing.T) {
+	dir := t.TempDir()
+	prog := writeFile(t, dir, "args.star", `
+print("who=%s n=%s" % (args["who"], args.get("n", "unset")))
+pipeline = box(name = "a", cmd = ["echo", args["who"]])
+`)
+	r := voidbox(t, "exec", "--sandbox", "local", "--set", "who=world", "--set", "n=2", prog)
+	if r.code != exitOK || r.stdout != "who=world n=2\nworld\n" {
+		t.Fatalf("--set: exit %d stdout %q stderr %s", r.code, r.stdout, r.stderr)
+	}
+	frozen := writeFile(t, dir, "frozen.star", "args[\"x\"] = \"y\"\n")
+	if r := voidbox(t, "exec", "--sandbox", "mock", frozen); r.code != exitUsage || !strings.Contains(r.stderr, "frozen") {
+		t.Fatalf("mutating args: exit %d stderr %s", r.code, r.stderr)
+	}
+
+	slow := writeFile(t, dir, "slow.star", `pipeline = box(name = "slow", cmd = ["sleep", "30"])`+"\n")
+	start := time.Now()
+	r = voidbox(t, "exec", "--sandbox", "local", "--timeout", "1s", slow)
+	if r.code != exitFailed || !strings.Contains(r.stderr, "canceled") {
+		t.Fatalf("--timeout: exit %d stderr %s", r.code, r.stderr)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("--timeout 1s took %s", d)
 	}
 }
