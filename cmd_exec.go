@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -152,11 +153,11 @@ func (r *execRunner) allOK() bool {
 // liveView prints one line per stage event to stderr.
 type liveView struct {
 	mu    sync.Mutex
-	w     interface{ Write([]byte) (int, error) }
+	w     io.Writer
 	start time.Time
 }
 
-func newLiveView(w interface{ Write([]byte) (int, error) }) *liveView {
+func newLiveView(w io.Writer) *liveView {
 	return &liveView{w: w, start: time.Now()}
 }
 
