@@ -121,15 +121,15 @@ func trivialBoot(ctx context.Context, opts Options, kernel, initramfs, accel str
 	case <-ctx.Done():
 		_ = cmd.Process.Kill()
 		<-wait
-		return 0, fmt.Errorf("%s boot did not power off in time: %w\nconsole tail:\n%s", accel, ctx.Err(), lastBytes(vmstate.Tail(l.path(consoleFile), errTailBytes), errTailBytes))
+		return 0, fmt.Errorf("%s boot did not power off in time: %w%s", accel, ctx.Err(), consoleSuffix(vmstate.Tail(l.path(consoleFile), errTailBytes)))
 	}
 	elapsed := time.Since(start)
 	console := vmstate.Tail(l.path(consoleFile), 64<<10)
 	if werr != nil {
-		return 0, fmt.Errorf("%s boot: qemu exited: %v: %s\nconsole tail:\n%s", accel, werr, strings.TrimSpace(stderr.String()), lastBytes(console, errTailBytes))
+		return 0, fmt.Errorf("%s boot: qemu exited: %v: %s%s", accel, werr, strings.TrimSpace(stderr.String()), consoleSuffix(console))
 	}
 	if !strings.Contains(console, "Run /sbin/poweroff as init process") {
-		return 0, fmt.Errorf("%s boot: the kernel did not reach init\nconsole tail:\n%s", accel, lastBytes(console, errTailBytes))
+		return 0, fmt.Errorf("%s boot: the kernel did not reach init%s", accel, consoleSuffix(console))
 	}
 	return elapsed, nil
 }
@@ -225,4 +225,14 @@ func Diagnose(ctx context.Context, opts Options, kernel, initramfs string) Diagn
 		}
 	}
 	return d
+}
+
+// consoleSuffix quotes a console tail for an error message, or nothing when the guest
+// printed nothing (a VMM that dies before the kernel runs).
+func consoleSuffix(console string) string {
+	console = strings.TrimSpace(console)
+	if console == "" {
+		return ""
+	}
+	return "\nconsole tail:\n" + lastBytes(console, errTailBytes)
 }
