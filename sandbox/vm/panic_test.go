@@ -2,6 +2,8 @@ package vm
 
 import (
 	"context"
+	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -72,4 +74,9 @@ func TestKernelPanicFailsStageWithConsole(t *testing.T) {
 	}
 	t.Logf("stage error:\n%s", got.Error)
 	vmtest.WaitNoVMs(t, vmDir, 10*time.Second)
+	for _, dir := range []string{sb.stateDir, vmDir} {
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("state dir %s left after the crash (stat: %v)", dir, err)
+		}
+	}
 }
