@@ -21,12 +21,18 @@ guest: build
 	$(BIN)/voidbox guest build
 
 # Everything: unit tests, fuzz seed corpora, and the suites that boot real microVMs.
-test: setup guest
+test: setup contracts guest
 	$(GO) test -count=1 -timeout 40m ./...
 
 # Fast tests only: no VM boots.
-test-short:
+test-short: contracts
 	$(GO) test -short -count=1 ./...
+
+# Cloud Hypervisor's OpenAPI description that the chv tests validate against: ../shared/contracts
+# if present, else downloaded at the pinned commit into ~/.cache/voidbox/contracts (sha256-checked).
+.PHONY: contracts
+contracts:
+	bash scripts/contracts.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
