@@ -82,5 +82,6 @@ if ! matches "$tmp"; then
   echo "contracts: $url is not $what; nothing was cached. Check the URL, or $help" >&2
   exit 1
 fi
+chmod 644 "$tmp"
 mv "$tmp" "$cache"
 echo "contracts: fetched to $cache"
