@@ -4,7 +4,7 @@ BIN       := bin
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all setup build guest test test-short lint fmt demo bench clean
+.PHONY: all setup build guest test test-debian-kernel test-short lint fmt demo bench clean
 
 all: build
 
@@ -16,13 +16,20 @@ build:
 	$(GO) build -o $(BIN)/voidbox .
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/voidbox-agent ./guest-agent
 
-# Kernel + initramfs under ~/.voidbox/guest (reproducible; cached).
+# Kernel + initramfs under ~/.voidbox/guest (reproducible; cached). The first build
+# compiles the guest kernel (a few minutes; cached under ~/.voidbox/kernels).
 guest: build
 	$(BIN)/voidbox guest build
 
 # Everything: unit tests, fuzz seed corpora, and the suites that boot real microVMs.
 test: setup contracts guest
 	$(GO) test -count=1 -timeout 40m ./...
+	$(MAKE) test-debian-kernel
+
+# The smaller VM job on Debian's cloud kernel (modules loaded by the agent): the
+# guest basics, the agent and the QEMU channel, booted on that kernel.
+test-debian-kernel: setup guest
+	VOIDBOX_TEST_KERNEL=debian $(GO) test -count=1 -timeout 20m -run 'TestGuestBasics|TestAgentInRealVM|TestBootAgentChannel' ./sandbox/vm ./guest-agent ./qemu
 
 # Fast tests only: no VM boots.
 test-short: contracts

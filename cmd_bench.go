@@ -27,6 +27,7 @@ func runBench(args []string, env *cliEnv) int {
 	fs := newFlagSet("bench boot", "", "Cold box-to-first-exec p50/p95 and exec round trip p50, against bare QEMU booting the same kernel.", env)
 	runs := fs.Int("runs", 5, "cold boots of each kind")
 	execs := fs.Int("execs", 30, "exec round trips on one booted box")
+	compare := fs.String("compare-kernel", "", "second kernel whose bare boot is measured beside the image's (default: Debian's cloud kernel, downloaded once into the guest cache; \"none\" skips it)")
 	vs := addVMFlags(fs)
 	if code, done := parseFlags(fs, args[1:]); done {
 		return code
@@ -37,17 +38,29 @@ func runBench(args []string, env *cliEnv) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := benchBoot(ctx, env.stdout, env.stderr, *vs, *runs, *execs); err != nil {
+	if err := benchBoot(ctx, env.stdout, env.stderr, *vs, *runs, *execs, *compare); err != nil {
 		fmt.Fprintf(env.stderr, "voidbox bench boot: %v\n", err)
 		return exitFailed
 	}
 	return exitOK
 }
 
-func benchBoot(ctx context.Context, out, warn io.Writer, vs vmSettings, runs, execs int) error {
+func benchBoot(ctx context.Context, out, warn io.Writer, vs vmSettings, runs, execs int, compare string) error {
 	img, err := guestimage.Resolve(vs.kernel, vs.initramfs)
 	if err != nil {
 		return err
+	}
+	if compare == "" {
+		cache, err := guestimage.DefaultCacheDir()
+		if err != nil {
+			return err
+		}
+		if compare, err = guestimage.DebianKernel(ctx, cache, warn); err != nil {
+			return fmt.Errorf("comparison kernel: %w (pass --compare-kernel PATH or none)", err)
+		}
+	}
+	if compare == "none" {
+		compare = ""
 	}
 	qv, err := qemu.New(qemu.Options{Accel: vs.accel, Notice: warn})
 	if err != nil {
@@ -62,14 +75,21 @@ func benchBoot(ctx context.Context, out, warn io.Writer, vs vmSettings, runs, ex
 		return err
 	}
 	spec := runtime.SandboxSpec{Name: "bench", MemoryMB: qemu.FloorMemoryMB, VCPUs: 1} // the floor's size: like for like
-	var floor, box []time.Duration
-	// Interleave the two kinds so drift in machine load hits both alike.
+	var floor, floor2, box []time.Duration
+	// Interleave the kinds so drift in machine load hits all alike.
 	for i := 0; i < runs; i++ {
 		d, err := qemu.BootFloor(ctx, qemu.Options{}, img.Kernel, img.Initramfs, accel)
 		if err != nil {
 			return fmt.Errorf("floor boot %d: %w", i+1, err)
 		}
 		floor = append(floor, d)
+		if compare != "" {
+			d, err := qemu.BootFloor(ctx, qemu.Options{}, compare, img.Initramfs, accel)
+			if err != nil {
+				return fmt.Errorf("floor boot %d of %s: %w", i+1, compare, err)
+			}
+			floor2 = append(floor2, d)
+		}
 		start := time.Now()
 		sb, err := provider.Open(ctx, spec)
 		if err != nil {
@@ -81,7 +101,11 @@ func benchBoot(ctx context.Context, out, warn io.Writer, vs vmSettings, runs, ex
 		if err != nil {
 			return fmt.Errorf("first exec %d: %w", i+1, err)
 		}
-		fmt.Fprintf(warn, "run %d/%d: floor %s, box %s\n", i+1, runs, floor[i].Round(time.Millisecond), box[i].Round(time.Millisecond))
+		line := fmt.Sprintf("run %d/%d: floor %s, box %s", i+1, runs, floor[i].Round(time.Millisecond), box[i].Round(time.Millisecond))
+		if compare != "" {
+			line += fmt.Sprintf(", comparison floor %s", floor2[i].Round(time.Millisecond))
+		}
+		fmt.Fprintln(warn, line)
 	}
 	sb, err := provider.Open(ctx, spec)
 	if err != nil {
@@ -97,11 +121,24 @@ func benchBoot(ctx context.Context, out, warn io.Writer, vs vmSettings, runs, ex
 		rtt = append(rtt, time.Since(start))
 	}
 	fmt.Fprintf(out, "voidbox bench boot: %s, kernel %s, %d cold boots each, %d execs\n", qv.Name(), img.Release, runs, execs)
-	fmt.Fprintf(out, "%-34s %10s %10s\n", "", "p50", "p95")
-	fmt.Fprintf(out, "%-34s %10s %10s\n", "floor: bare QEMU, kernel to init", pct(floor, 50), pct(floor, 95))
-	fmt.Fprintf(out, "%-34s %10s %10s\n", "box: cold boot to first exec", pct(box, 50), pct(box, 95))
-	fmt.Fprintf(out, "%-34s %10s %10s\n", "exec round trip (true)", pct(rtt, 50), pct(rtt, 95))
+	if img.KernelOrigin != "" {
+		fmt.Fprintf(out, "kernel: %s\n", img.KernelOrigin)
+	}
+	if compare != "" {
+		fmt.Fprintf(out, "comparison kernel: %s\n", compare)
+	}
+	const row = "%-44s %10s %10s\n"
+	fmt.Fprintf(out, row, "", "p50", "p95")
+	fmt.Fprintf(out, row, "floor: bare QEMU, kernel to init", pct(floor, 50), pct(floor, 95))
+	if compare != "" {
+		fmt.Fprintf(out, row, "floor: bare QEMU, comparison kernel to init", pct(floor2, 50), pct(floor2, 95))
+	}
+	fmt.Fprintf(out, row, "box: cold boot to first exec", pct(box, 50), pct(box, 95))
+	fmt.Fprintf(out, row, "exec round trip (true)", pct(rtt, 50), pct(rtt, 95))
 	fmt.Fprintf(out, "ratio box/floor (p50): %.2f (target <= 1.30)\n", float64(percentile(box, 50))/float64(percentile(floor, 50)))
+	if compare != "" {
+		fmt.Fprintf(out, "comparison floor / box (p50): %.2fx\n", float64(percentile(floor2, 50))/float64(percentile(box, 50)))
+	}
 	return nil
 }
 

@@ -16,7 +16,7 @@ const agentBinaryName = "voidbox-agent"
 func runGuest(args []string, env *cliEnv) int {
 	if len(args) == 0 || (args[0] != "build" && args[0] != "info") {
 		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
-			fmt.Fprintln(env.stdout, "Usage: voidbox guest build [--agent PATH] [--cache DIR]\n       voidbox guest info [--kernel K --initramfs I]\n\nbuild: make the guest kernel + initramfs from Debian's linux-image-cloud-amd64,\nbusybox-static and the guest agent (reproducible; cached under ~/.voidbox/guest).\ninfo: print the image a run would use.")
+			fmt.Fprintln(env.stdout, "Usage: voidbox guest build [--kernel voidbox|debian] [--agent PATH] [--cache DIR]\n       voidbox guest info [--kernel K --initramfs I]\n\nbuild: make the guest kernel + initramfs: by default a microVM kernel compiled from\nDebian's linux-source-6.1 (a few minutes once, then cached under ~/.voidbox/kernels),\nor Debian's linux-image-cloud-amd64 with --kernel debian; plus busybox-static and the\nguest agent (reproducible; cached under ~/.voidbox/guest).\ninfo: print the image a run would use.")
 			return exitOK
 		}
 		fmt.Fprintln(env.stderr, "voidbox guest: want a subcommand: build or info\nRun 'voidbox guest --help' for usage.")
@@ -28,8 +28,13 @@ func runGuest(args []string, env *cliEnv) int {
 	fs := newFlagSet("guest build", "", "Build the guest kernel + initramfs (reproducible; cached under ~/.voidbox/guest).", env)
 	agent := fs.String("agent", "", "guest agent binary (default: "+agentBinaryName+" next to the voidbox executable)")
 	cache := fs.String("cache", "", "image cache directory (default ~/.voidbox/guest)")
+	kernel := fs.String("kernel", guestimage.KernelVoidbox, "kernel: voidbox (compiled from "+guestimage.KernelSourcePackage+" for microVMs) or debian (linux-image-cloud-amd64 and its modules)")
 	if code, done := parseFlags(fs, args[1:]); done {
 		return code
+	}
+	if *kernel != guestimage.KernelVoidbox && *kernel != guestimage.KernelDebian {
+		fmt.Fprintf(env.stderr, "voidbox guest build: --kernel %q: want %s or %s\n", *kernel, guestimage.KernelVoidbox, guestimage.KernelDebian)
+		return exitUsage
 	}
 	if *agent == "" {
 		self, err := os.Executable()
@@ -43,7 +48,7 @@ func runGuest(args []string, env *cliEnv) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	img, err := guestimage.Build(ctx, guestimage.BuildOptions{AgentPath: *agent, CacheDir: *cache, Log: env.stderr})
+	img, err := guestimage.Build(ctx, guestimage.BuildOptions{AgentPath: *agent, CacheDir: *cache, Log: env.stderr, Kernel: *kernel})
 	if err != nil {
 		fmt.Fprintf(env.stderr, "voidbox guest build: %v\n", err)
 		return exitFailed
@@ -70,4 +75,10 @@ func runGuestInfo(args []string, env *cliEnv) int {
 
 func printImage(env *cliEnv, img guestimage.Image) {
 	fmt.Fprintf(env.stdout, "kernel:    %s\ninitramfs: %s\nrelease:   %s\nsha256:    %s\n", img.Kernel, img.Initramfs, img.Release, img.SHA256)
+	if img.KernelOrigin != "" {
+		fmt.Fprintf(env.stdout, "origin:    %s\n", img.KernelOrigin)
+	}
+	if img.ConfigSHA256 != "" {
+		fmt.Fprintf(env.stdout, "config:    sha256 %s (guestimage/kconfig/microvm.config)\n", img.ConfigSHA256)
+	}
 }

@@ -3,7 +3,9 @@ package guestimage
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -148,15 +150,94 @@ func buildTestAgent(t *testing.T) string {
 	return out
 }
 
-func TestBuildReproducible(t *testing.T) {
+func TestBuildReproducibleDebianKernel(t *testing.T) {
 	if _, _ = unpackedKernel(t); t.Skipped() {
 		return
 	}
+	imgs := buildTwice(t, KernelDebian)
+	names := initramfsNames(t, imgs[0])
+	for _, want := range []string{
+		"lib/modules/" + imgs[0].Release + "/modules.dep",
+		"lib/modules/" + imgs[0].Release + "/kernel/drivers/virtio/virtio_mmio.ko"} {
+		if !strings.Contains(names, "\n"+want+"\n") {
+			t.Errorf("initramfs lacks %s", want)
+		}
+	}
+	if imgs[0].KernelKind != KernelDebian || !strings.Contains(imgs[0].KernelOrigin, "cloud-amd64") || imgs[0].ConfigSHA256 != "" {
+		t.Errorf("image = %+v; want kind debian, origin naming the cloud kernel package, no config digest", imgs[0])
+	}
+	checkResolve(t, imgs)
+}
+
+// TestBuildReproducibleVoidboxKernel builds the default image around the
+// compiled kernel in the shared kernel cache (make guest fills it).
+func TestBuildReproducibleVoidboxKernel(t *testing.T) {
+	kdir, err := DefaultKernelCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(kdir, kernelCacheKey(), "release")); err != nil && testing.Short() {
+		t.Skipf("needs the compiled guest kernel in %s (make guest builds it; -short does not compile one)", kdir)
+	}
+	imgs := buildTwice(t, KernelVoidbox)
+	names := initramfsNames(t, imgs[0])
+	if strings.Contains(names, "\nlib/modules") {
+		t.Error("initramfs of the built-in kernel ships /lib/modules; it must carry no modules")
+	}
+	f, err := elf.Open(imgs[0].Kernel)
+	if err != nil {
+		t.Fatalf("kernel %s is not an ELF vmlinux: %v", imgs[0].Kernel, err)
+	}
+	defer f.Close()
+	if !hasPVHNote(t, f) {
+		t.Error("vmlinux has no XEN_ELFNOTE_PHYS32_ENTRY note: neither Cloud Hypervisor nor QEMU can boot it through PVH")
+	}
+	if imgs[0].KernelKind != KernelVoidbox || imgs[0].ConfigSHA256 != FragmentSHA256() || !strings.Contains(imgs[0].KernelOrigin, KernelSourceVersion) {
+		t.Errorf("image = %+v; want kind voidbox, the fragment's digest and the source version", imgs[0])
+	}
+	checkResolve(t, imgs)
+}
+
+// hasPVHNote looks for the Xen ELF note that carries the PVH entry point.
+func hasPVHNote(t *testing.T, f *elf.File) bool {
+	const xenElfNotePhys32Entry = 18
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_NOTE {
+			continue
+		}
+		data, err := io.ReadAll(p.Open())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for len(data) >= 12 {
+			namesz, descsz, typ := le32(data[0:]), le32(data[4:]), le32(data[8:])
+			off := 12 + align4(namesz)
+			if off > len(data) {
+				break
+			}
+			name := strings.TrimRight(string(data[12:12+namesz]), "\x00")
+			if name == "Xen" && typ == xenElfNotePhys32Entry {
+				return true
+			}
+			off += align4(descsz)
+			if off > len(data) {
+				break
+			}
+			data = data[off:]
+		}
+	}
+	return false
+}
+
+func le32(b []byte) int { return int(b[0]) | int(b[1])<<8 | int(b[2])<<16 | int(b[3])<<24 }
+func align4(n int) int  { return (n + 3) &^ 3 }
+
+func buildTwice(t *testing.T, kind string) []Image {
+	t.Helper()
 	agent := buildTestAgent(t)
-	ctx := context.Background()
 	var imgs []Image
 	for i := 0; i < 2; i++ {
-		img, err := Build(ctx, BuildOptions{AgentPath: agent, CacheDir: t.TempDir(), DebDir: sharedDebDir(), Log: testLog{t}})
+		img, err := Build(context.Background(), BuildOptions{AgentPath: agent, CacheDir: t.TempDir(), DebDir: sharedDebDir(), Log: testLog{t}, Kernel: kind})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,11 +246,18 @@ func TestBuildReproducible(t *testing.T) {
 	if imgs[0].SHA256 != imgs[1].SHA256 || imgs[0].KernelSHA256 != imgs[1].KernelSHA256 {
 		t.Fatalf("two builds from the same inputs differ: %+v vs %+v", imgs[0], imgs[1])
 	}
-	data, err := os.ReadFile(imgs[0].Initramfs)
+	return imgs
+}
+
+// initramfsNames lists the image's initramfs with GNU cpio, one name a line
+// between newlines, after checking what every image must hold.
+func initramfsNames(t *testing.T, img Image) string {
+	t.Helper()
+	data, err := os.ReadFile(img.Initramfs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sha256Hex(data) != imgs[0].SHA256 {
+	if sha256Hex(data) != img.SHA256 {
 		t.Fatal("Image.SHA256 does not match the initramfs file")
 	}
 	cmd := exec.Command("cpio", "-t", "--quiet")
@@ -180,9 +268,7 @@ func TestBuildReproducible(t *testing.T) {
 	}
 	names := "\n" + string(list)
 	for _, want := range []string{"init", "bin/busybox", "bin/sh", "bin/wget", "bin/sha256sum", "sbin/poweroff", "sbin/insmod",
-		"etc/voidbox/modules", "workspace", "root", "dev/console",
-		"lib/modules/" + imgs[0].Release + "/modules.dep",
-		"lib/modules/" + imgs[0].Release + "/kernel/drivers/virtio/virtio_mmio.ko"} {
+		"etc/voidbox/modules", "workspace", "root", "dev/console"} {
 		if !strings.Contains(names, "\n"+want+"\n") {
 			t.Errorf("initramfs lacks %s", want)
 		}
@@ -190,18 +276,62 @@ func TestBuildReproducible(t *testing.T) {
 	if strings.Contains(names, "\nlinuxrc\n") {
 		t.Error("initramfs has busybox's linuxrc; /init must be the only init at the root")
 	}
-	// Resolve finds the cached image and honours overrides and environment.
+	return names
+}
+
+// checkResolve: Resolve finds the cached image and honours overrides and environment.
+func checkResolve(t *testing.T, imgs []Image) {
+	t.Helper()
 	dir := filepath.Dir(imgs[0].Kernel)
 	got, err := ResolveIn(dir, "", "")
-	if err != nil || got.SHA256 != imgs[0].SHA256 || got.Release != imgs[0].Release {
+	if err != nil || got.SHA256 != imgs[0].SHA256 || got.Release != imgs[0].Release || got.KernelOrigin != imgs[0].KernelOrigin {
 		t.Fatalf("ResolveIn(cache) = %+v, %v", got, err)
 	}
-	t.Setenv(EnvInitramfs, agent)
-	if got, err := ResolveIn(dir, "", ""); err != nil || got.Initramfs != agent || got.Kernel != imgs[0].Kernel {
+	other := imgs[1].Initramfs
+	t.Setenv(EnvInitramfs, other)
+	if got, err := ResolveIn(dir, "", ""); err != nil || got.Initramfs != other || got.Kernel != imgs[0].Kernel {
 		t.Fatalf("ResolveIn with %s = %+v, %v", EnvInitramfs, got, err)
 	}
-	if got, err := ResolveIn(dir, "", imgs[1].Initramfs); err != nil || got.Initramfs != imgs[1].Initramfs {
+	if got, err := ResolveIn(dir, "", imgs[0].Initramfs); err != nil || got.Initramfs != imgs[0].Initramfs {
 		t.Fatalf("override beats environment: got %+v, %v", got, err)
+	}
+}
+
+func TestBuildRejectsUnknownKernel(t *testing.T) {
+	_, err := Build(context.Background(), BuildOptions{AgentPath: "/nonexistent", CacheDir: t.TempDir(), Kernel: "ubuntu"})
+	if err == nil || !strings.Contains(err.Error(), `unknown kernel "ubuntu"`) || !strings.Contains(err.Error(), `"debian"`) {
+		t.Fatalf("Build(kernel ubuntu) = %v; want an error naming the value and the choices", err)
+	}
+}
+
+func TestCheckKernelConfig(t *testing.T) {
+	frag := []byte("CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_N=64\n# a comment\n")
+	good := []byte("CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_N=64\nCONFIG_OTHER=y\n")
+	if err := CheckKernelConfig(frag, good); err != nil {
+		t.Fatalf("matching config refused: %v", err)
+	}
+	bad := []byte("# CONFIG_A is not set\nCONFIG_B=y\nCONFIG_N=8\n")
+	err := CheckKernelConfig(frag, bad)
+	for _, want := range []string{"CONFIG_A: fragment wants y, Kconfig gave not set", "CONFIG_B: fragment wants not set, Kconfig gave y", "CONFIG_N: fragment wants 64, Kconfig gave 8"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckKernelConfig error %v lacks %q", err, want)
+		}
+	}
+}
+
+// TestFragmentStatesEveryLeftOutChoice pins the hardening choices the issue
+// asks for, so that deleting one from the fragment fails here too.
+func TestFragmentStatesEveryLeftOutChoice(t *testing.T) {
+	cfg := ParseKernelConfig(kernelFragment)
+	for _, sym := range HardeningOff {
+		if v, ok := cfg[sym]; !ok || v != "" {
+			t.Errorf("fragment does not leave %s out", sym)
+		}
+	}
+	for _, sym := range []string{"CONFIG_PVH", "CONFIG_VIRTIO_MMIO", "CONFIG_VIRTIO_PCI", "CONFIG_VIRTIO_NET", "CONFIG_VIRTIO_FS", "CONFIG_VIRTIO_BLK", "CONFIG_OVERLAY_FS", "CONFIG_EXT4_FS", "CONFIG_EROFS_FS", "CONFIG_VIRTIO_VSOCKETS", "CONFIG_TUN", "CONFIG_MEMCG", "CONFIG_CGROUP_PIDS", "CONFIG_SECCOMP_FILTER"} {
+		if cfg[sym] != "y" {
+			t.Errorf("fragment does not build %s in", sym)
+		}
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -75,6 +77,45 @@ func downloadDeb(ctx context.Context, dir, pkg string, log io.Writer) (string, e
 	return p, nil
 }
 
+// downloadPinnedDeb fetches pkg at exactly version into dir (or reuses the
+// cached file) and refuses it unless its sha256 is want: the kernel a guest
+// runs is built from these bytes and no others.
+func downloadPinnedDeb(ctx context.Context, dir, pkg, version, want string, log io.Writer) (string, error) {
+	name := filepath.Join(dir, fmt.Sprintf("%s_%s_all.deb", pkg, version))
+	if _, err := os.Stat(name); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", fmt.Errorf("create deb cache: %w", err)
+		}
+		fmt.Fprintf(log, "downloading %s=%s into %s (apt-get download)\n", pkg, version, dir)
+		if _, err := runCmd(ctx, dir, "apt-get", "download", pkg+"="+version); err != nil {
+			return "", fmt.Errorf("download %s=%s: %w (run apt-get update; if Debian no longer serves this version, the pin in guestimage/kernel.go must move)", pkg, version, err)
+		}
+	} else {
+		fmt.Fprintf(log, "using cached %s\n", name)
+	}
+	got, err := fileSHA256(name)
+	if err != nil {
+		return "", err
+	}
+	if got != want {
+		return "", fmt.Errorf("%s has sha256 %s, want %s (pinned in guestimage/kernel.go); delete it to download it again", name, got, want)
+	}
+	return name, nil
+}
+
+func fileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read %s: %w", p, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
 func findDeb(dir, pkg string) (string, bool) {
 	matches, _ := filepath.Glob(filepath.Join(dir, pkg+"_*.deb"))
 	if len(matches) == 0 {
@@ -96,8 +137,16 @@ func extractDeb(ctx context.Context, deb, dest string) error {
 }
 
 func runCmd(ctx context.Context, dir, name string, args ...string) ([]byte, error) {
+	return runCmdEnv(ctx, dir, nil, name, args...)
+}
+
+// runCmdEnv is runCmd with extra environment variables.
+func runCmdEnv(ctx context.Context, dir string, env []string, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -116,4 +165,13 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -1,8 +1,10 @@
-// Package guestimage builds and locates the guest image: Debian's cloud
-// kernel plus an initramfs holding the guest agent as /init, busybox, and the
-// few kernel modules (with their modules.dep) the guest needs. It owns the
-// deterministic cpio writer, the image cache under ~/.voidbox/guest and the
-// kernel/initramfs resolution order (settings, environment, cache).
+// Package guestimage builds and locates the guest image: a kernel (by
+// default a microVM kernel compiled from Debian's linux-source with the
+// config fragment in kconfig/, or Debian's cloud kernel with the few modules
+// the guest needs) plus an initramfs holding the guest agent as /init and
+// busybox. It owns the kernel build and its cache, the deterministic cpio
+// writer, the image cache under ~/.voidbox/guest and the kernel/initramfs
+// resolution order (settings, environment, cache).
 package guestimage
 
 import (
@@ -22,7 +24,7 @@ const (
 
 // File names inside the cache directory.
 const (
-	kernelFile    = "vmlinuz"
+	kernelFile    = "kernel"
 	initramfsFile = "initramfs.cpio"
 	manifestFile  = "image.json"
 )
@@ -40,16 +42,27 @@ type Image struct {
 	SHA256 string
 	// KernelSHA256 is the kernel image digest, empty when unknown.
 	KernelSHA256 string
+	// KernelKind is KernelVoidbox or KernelDebian, empty for overrides.
+	KernelKind string
+	// KernelOrigin says where the kernel came from (package, version, config).
+	KernelOrigin string
+	// ConfigSHA256 is the digest of the kernel config fragment a built kernel
+	// was configured with, empty for Debian's kernel.
+	ConfigSHA256 string
 }
 
 type manifest struct {
 	Release      string `json:"release"`
 	SHA256       string `json:"initramfs_sha256"`
 	KernelSHA256 string `json:"kernel_sha256"`
+	KernelKind   string `json:"kernel_kind"`
+	KernelOrigin string `json:"kernel_origin"`
+	ConfigSHA256 string `json:"kernel_config_sha256,omitempty"`
 }
 
 func (i Image) manifest() manifest {
-	return manifest{Release: i.Release, SHA256: i.SHA256, KernelSHA256: i.KernelSHA256}
+	return manifest{Release: i.Release, SHA256: i.SHA256, KernelSHA256: i.KernelSHA256,
+		KernelKind: i.KernelKind, KernelOrigin: i.KernelOrigin, ConfigSHA256: i.ConfigSHA256}
 }
 
 // ErrNotBuilt is wrapped by Resolve's error when no image is configured and
@@ -94,6 +107,7 @@ func ResolveIn(cacheDir, kernelOverride, initramfsOverride string) (Image, error
 		if img.Kernel == "" {
 			img.Kernel, kernelFrom = cached.Kernel, "cache"
 			img.Release, img.KernelSHA256 = cached.Release, cached.KernelSHA256
+			img.KernelKind, img.KernelOrigin, img.ConfigSHA256 = cached.KernelKind, cached.KernelOrigin, cached.ConfigSHA256
 		}
 		if img.Initramfs == "" {
 			img.Initramfs, initrdFrom = cached.Initramfs, "cache"
@@ -124,6 +138,7 @@ func readCache(dir string) (Image, error) {
 	return Image{
 		Kernel: filepath.Join(dir, kernelFile), Initramfs: filepath.Join(dir, initramfsFile),
 		Release: m.Release, SHA256: m.SHA256, KernelSHA256: m.KernelSHA256,
+		KernelKind: m.KernelKind, KernelOrigin: m.KernelOrigin, ConfigSHA256: m.ConfigSHA256,
 	}, nil
 }
 

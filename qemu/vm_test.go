@@ -34,7 +34,7 @@ func testImage(t *testing.T) guestimage.Image {
 		t.Skip("needs qemu-system-x86_64 (apt-get install qemu-system-x86)")
 	}
 	imageOnce.Do(func() {
-		dir := filepath.Join(os.TempDir(), "voidbox_qemu_test_image")
+		dir := filepath.Join(os.TempDir(), "voidbox_qemu_test_image_"+os.Getenv("VOIDBOX_TEST_KERNEL"))
 		init := filepath.Join(dir, "testinit")
 		cmd := exec.Command("go", "build", "-trimpath", "-o", init, "./testdata/testinit")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -44,6 +44,8 @@ func testImage(t *testing.T) guestimage.Image {
 		}
 		image, imageErr = guestimage.Build(context.Background(), guestimage.BuildOptions{
 			AgentPath: init, CacheDir: dir, DebDir: filepath.Join(os.TempDir(), "voidbox_test_debs"),
+			// vmtest.EnvKernel (vmtest imports this package, so not by name).
+			Kernel: os.Getenv("VOIDBOX_TEST_KERNEL"),
 		})
 	})
 	if imageErr != nil {

@@ -2,9 +2,12 @@
 # Installs the Debian packages voidbox needs on a fresh Debian 12 machine (idempotent).
 # qemu-system-x86 (+ -common for virtiofsd): the VMM that runs here (TCG); busybox-static,
 # kmod: the guest userland and modules.dep (guest image tests compare with depmod); cpio:
-# tests read the initramfs back with GNU cpio.
+# tests read the initramfs back with GNU cpio. gcc, make, flex, bison, bc, libelf-dev
+# (objtool) and xz-utils compile the guest kernel from Debian's linux-source.
+# curl: make contracts downloads the Cloud Hypervisor OpenAPI description when ../shared is absent.
 set -euo pipefail
-pkgs=(qemu-system-x86 qemu-system-common busybox-static kmod cpio ca-certificates)
+pkgs=(qemu-system-x86 qemu-system-common busybox-static kmod cpio ca-certificates
+  gcc make flex bison bc libelf-dev xz-utils curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -66,6 +66,10 @@ func main() {
 }
 
 func loadModules() {
+	names, _ := os.ReadFile("/etc/voidbox/modules")
+	if len(strings.Fields(string(names))) == 0 {
+		return // a kernel with every driver built in
+	}
 	release := uname()
 	root := "/lib/modules/" + release + "/"
 	dep := map[string][]string{}
@@ -79,7 +83,6 @@ func loadModules() {
 		dep[mod] = strings.Fields(deps)
 		byName[strings.TrimSuffix(filepath.Base(mod), ".ko")] = mod
 	}
-	names, _ := os.ReadFile("/etc/voidbox/modules")
 	for _, name := range strings.Fields(string(names)) {
 		mod := byName[name]
 		list := append([]string{mod}, dep[mod]...)
