@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	goruntime "runtime"
@@ -30,13 +29,23 @@ type Executor struct {
 	// Backoff is the wait before retry number attempt (1 for the first retry). nil means
 	// exponential: 200ms * 2^(attempt-1), capped at 10s.
 	Backoff func(attempt int) time.Duration
+	// BootTimeout bounds each attempt's start-up: Provider.Open (for a VM, the boot and
+	// the agent handshake) plus writing /workspace/input. A stage's own timeout starts
+	// only when its command starts, so a slow boot (TCG, a loaded host, many concurrent
+	// boots) does not eat into it. <= 0 means the package's BootTimeout. A start-up that
+	// runs out of time fails the attempt with "boot SANDBOX sandbox: timed out after D";
+	// like any sandbox failure it is transient, so the stage's retries apply.
+	BootTimeout time.Duration
 
 	// outputLimit caps each captured stream; 0 means MaxOutputBytes. Tests lower it.
 	outputLimit int
 }
 
-// MaxOutputBytes caps a stage's captured stdout and stderr each; a stage that writes
-// more fails with "output exceeds 64 MiB" rather than exhausting host memory.
+// MaxOutputBytes caps every value passed between stages: a stage's captured stdout and
+// stderr each (a stage that writes more fails with "output exceeds 64 MiB" rather than
+// exhausting host memory), and a fan_out's output, the JSON array of its branches'
+// outputs (a fan_out that would exceed it stops the run). A pipe's output is its last
+// element's, so it is bounded too, and so is every stage's input.
 const MaxOutputBytes = 64 << 20
 
 // AgentRunner is implemented by providers whose sandboxes can run agent stages (Prompt
@@ -77,7 +86,7 @@ type run struct {
 
 	mu      sync.Mutex
 	results map[string]*StageResult
-	stopErr string // the first "stop" failure: "stage NAME: why"
+	stopErr string // the first "stop" failure: "stage NAME: why" or "fan_out(...) ..."
 }
 
 // Run validates root and executes it. The error is non-nil only for a graph that cannot
@@ -130,48 +139,6 @@ func (e *Executor) Run(ctx context.Context, root Node) (*Result, error) {
 	return res, nil
 }
 
-// validateForRun adds to Validate the structural rules the executor relies on.
-func validateForRun(root Node) error {
-	if err := Validate(root); err != nil {
-		return err
-	}
-	var check func(n Node) error
-	check = func(n Node) error {
-		switch n := n.(type) {
-		case *Stage:
-			if n == nil {
-				return errors.New("graph contains a nil stage")
-			}
-			if (len(n.Cmd) == 0) == (n.Prompt == "") {
-				return fmt.Errorf("box %q (declared at %s): set exactly one of cmd= or prompt=", n.Name, n.Pos)
-			}
-			return nil
-		case *Pipe:
-			return checkChildren("pipe", n.Nodes, check)
-		case *FanOut:
-			return checkChildren("fan_out", n.Nodes, check)
-		default:
-			return fmt.Errorf("graph contains an unknown node type %T", n)
-		}
-	}
-	return check(root)
-}
-
-func checkChildren(kind string, nodes []Node, check func(Node) error) error {
-	if len(nodes) == 0 {
-		return fmt.Errorf("%s() needs at least one stage", kind)
-	}
-	for _, c := range nodes {
-		if c == nil {
-			return fmt.Errorf("%s() contains a nil node", kind)
-		}
-		if err := check(c); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // node runs n with input and returns its output.
 func (r *run) node(n Node, input string) string {
 	switch n := n.(type) {
@@ -182,15 +149,7 @@ func (r *run) node(n Node, input string) string {
 		}
 		return input
 	case *FanOut:
-		outs := make([]string, len(n.Nodes))
-		var wg sync.WaitGroup
-		for i, c := range n.Nodes {
-			wg.Go(func() { outs[i] = r.node(c, input) })
-		}
-		wg.Wait()
-		// Marshalling a []string cannot fail.
-		b, _ := json.Marshal(outs)
-		return string(b)
+		return r.fanOut(n, input)
 	case *Stage:
 		return r.stage(n, input)
 	}
@@ -218,12 +177,15 @@ func (r *run) skip(s *Stage) {
 	r.emit(Event{Stage: s.Name, Kind: EventSkip, Result: sr})
 }
 
-// failStop records a "stop" failure and cancels the rest of the run; only the first one
+// failStop records a stage's "stop" failure and cancels the rest of the run.
+func (r *run) failStop(name, why string) { r.fail(fmt.Sprintf("stage %s: %s", name, why)) }
+
+// fail records why the run stops and cancels the rest of it; only the first call
 // becomes the run's error.
-func (r *run) failStop(name, why string) {
+func (r *run) fail(msg string) {
 	r.mu.Lock()
 	if r.stopErr == "" {
-		r.stopErr = fmt.Sprintf("stage %s: %s", name, why)
+		r.stopErr = msg
 	}
 	r.mu.Unlock()
 	r.stop()

@@ -112,9 +112,10 @@ func specFor(s *Stage) SandboxSpec {
 	}
 }
 
-// attempt runs s once in a fresh sandbox. The sandbox is closed on every path, a panic
-// in a provider included (it becomes this attempt's error, so the other stages' sandboxes
-// are still closed by their own attempts).
+// attempt runs s once in a fresh sandbox: start-up (bounded by the executor's boot
+// timeout), then the command or agent (bounded by the stage's timeout). The sandbox is
+// closed on every path, a panic in a provider included (it becomes this attempt's error,
+// so the other stages' sandboxes are still closed by their own attempts).
 func (r *run) attempt(s *Stage, input string) (o outcome) {
 	agent, isAgent := r.e.Provider.(AgentRunner)
 	if len(s.Cmd) == 0 && !isAgent {
@@ -122,6 +123,58 @@ func (r *run) attempt(s *Stage, input string) (o outcome) {
 		o.permanent = true
 		return o
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			o.err = fmt.Errorf("%s sandbox panicked: %v", r.e.Provider.Name(), p)
+		}
+	}()
+	sb, err := r.boot(s, input)
+	if sb != nil {
+		defer func() {
+			// The stage's work is done either way; a failed close is worth seeing, not a retry.
+			if err := sb.Close(); err != nil {
+				o.stderr += fmt.Sprintf("\nvoidbox: closing sandbox: %v\n", err)
+			}
+		}()
+	}
+	if err != nil {
+		o.err = err
+		o.permanent = errors.Is(err, ErrUnsupported)
+		return o
+	}
+	if !isAgent || len(s.Cmd) > 0 {
+		agent = nil
+	}
+	return r.execute(sb, s, input, agent)
+}
+
+// boot opens s's sandbox and writes its input, within the executor's boot timeout. A
+// sandbox that opened is returned even when writing the input failed, for the caller to
+// close.
+func (r *run) boot(s *Stage, input string) (Sandbox, error) {
+	limit := r.e.BootTimeout
+	if limit <= 0 {
+		limit = BootTimeout
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, limit)
+	defer cancel()
+	name := r.e.Provider.Name()
+	sb, err := r.e.Provider.Open(ctx, specFor(s))
+	if err != nil {
+		sb, err = nil, fmt.Errorf("open %s sandbox: %w", name, err)
+	} else if err = sb.WriteFile(ctx, InputPath, []byte(input), 0o644); err != nil {
+		err = fmt.Errorf("write %s: %w", InputPath, err)
+	}
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && r.ctx.Err() == nil {
+		// The provider's own words follow: for a VM they quote the guest console.
+		err = fmt.Errorf("boot %s sandbox: timed out after %s (the stage's timeout does not include boot): %w", name, limit, err)
+	}
+	return sb, err
+}
+
+// execute runs s's command (or, with agent set, its agent) in sb. The stage's timeout
+// starts here, when the command starts.
+func (r *run) execute(sb Sandbox, s *Stage, input string, agent AgentRunner) (o outcome) {
 	var ctx context.Context
 	var cancel context.CancelFunc
 	if s.Timeout > 0 {
@@ -133,9 +186,6 @@ func (r *run) attempt(s *Stage, input string) (o outcome) {
 	stdout := &capWriter{limit: r.limit, onOverflow: cancel}
 	stderr := &capWriter{limit: r.limit, onOverflow: cancel}
 	defer func() {
-		if p := recover(); p != nil {
-			o.err = fmt.Errorf("%s sandbox panicked: %v", r.e.Provider.Name(), p)
-		}
 		if o.err == nil && (stdout.overflow() || stderr.overflow()) {
 			o.err = errOverflow
 		}
@@ -143,24 +193,7 @@ func (r *run) attempt(s *Stage, input string) (o outcome) {
 			o.err = r.classify(ctx, s, stdout, stderr, o.err)
 		}
 	}()
-
-	sb, err := r.e.Provider.Open(ctx, specFor(s))
-	if err != nil {
-		o.err = fmt.Errorf("open %s sandbox: %w", r.e.Provider.Name(), err)
-		o.permanent = errors.Is(err, ErrUnsupported)
-		return o
-	}
-	defer func() {
-		// The stage's work is done either way; a failed close is worth seeing, not a retry.
-		if err := sb.Close(); err != nil {
-			o.stderr += fmt.Sprintf("\nvoidbox: closing sandbox: %v\n", err)
-		}
-	}()
-	if err := sb.WriteFile(ctx, InputPath, []byte(input), 0o644); err != nil {
-		o.err = fmt.Errorf("write %s: %w", InputPath, err)
-		return o
-	}
-	if isAgent && len(s.Cmd) == 0 {
+	if agent != nil {
 		res, err := agent.RunAgent(ctx, sb, s, input)
 		stdout.WriteString(res.Stdout)
 		stderr.WriteString(res.Stderr)

@@ -1,9 +1,6 @@
 package runtime
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // Node is one element of a stage graph: a *Stage, a *Pipe or a *FanOut.
 type Node interface {
@@ -113,24 +110,4 @@ func collect(nodes []Node) []*Stage {
 		out = append(out, n.Stages()...)
 	}
 	return out
-}
-
-// Validate checks graph-wide rules: stage names are unique and a stage appears once.
-func Validate(root Node) error {
-	if root == nil {
-		return fmt.Errorf("empty graph")
-	}
-	seen := map[*Stage]bool{}
-	names := map[string]*Stage{}
-	for _, s := range root.Stages() {
-		if seen[s] {
-			return fmt.Errorf("box %q (declared at %s) appears more than once in the graph; declare a second box() with its own name to run it twice", s.Name, s.Pos)
-		}
-		seen[s] = true
-		if prev, ok := names[s.Name]; ok {
-			return fmt.Errorf("stage name %q is used by two boxes (declared at %s and %s); stage names must be unique within a graph", s.Name, prev.Pos, s.Pos)
-		}
-		names[s.Name] = s
-	}
-	return nil
 }
