@@ -159,8 +159,8 @@ print(res.stages["a"].status)
 			t.Errorf("check output lacks %q:\n%s", want, r.stdout)
 		}
 	}
-	if !strings.Contains(r.stderr, "not_run") {
-		t.Errorf("run() in check mode should report not_run, stderr: %s", r.stderr)
+	if !strings.Contains(r.stdout, prog+":4:10: check stops here: this line uses the result of the run() at "+prog+":3:10,") {
+		t.Errorf("check should stop where the result is used, stdout: %s", r.stdout)
 	}
 	if _, err := os.Stat(marker); err == nil {
 		t.Fatal("check ran a stage")

@@ -33,9 +33,7 @@ func boxBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
-	if thread.CallStackDepth() >= 2 {
-		b.stage.Pos = thread.CallFrame(1).Pos.String()
-	}
+	b.stage.Pos = userPos(thread)
 	return b, nil
 }
 
@@ -63,6 +61,10 @@ func makeBox(a *boxArgs) (*Box, error) {
 		}
 		if len(s.Cmd) == 0 {
 			return nil, fmt.Errorf("cmd must not be empty; give the program and its arguments, e.g. [\"tr\", \"a-z\", \"A-Z\"]")
+		}
+		// Arguments may be empty strings (printf "" is real); the program name may not.
+		if s.Cmd[0] == "" {
+			return nil, fmt.Errorf("cmd[0] must not be empty (the program to run)")
 		}
 	}
 	prompt, hasPrompt, err := wantOptString("prompt", a.prompt)

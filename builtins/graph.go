@@ -9,36 +9,75 @@ import (
 
 // pipeBuiltin implements pipe(a, b, ...).
 func pipeBuiltin(_ *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	elems, err := graphElems(fn.Name(), args, kwargs)
+	elems, shape, err := graphElems(fn.Name(), args, kwargs)
 	if err != nil {
 		return nil, err
 	}
-	return &Pipe{elems: elems}, nil
+	return &Pipe{elems: elems, shape: shape}, nil
 }
 
 // fanOutBuiltin implements fan_out(a, b, ...).
 func fanOutBuiltin(_ *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	elems, err := graphElems(fn.Name(), args, kwargs)
+	elems, shape, err := graphElems(fn.Name(), args, kwargs)
 	if err != nil {
 		return nil, err
 	}
-	return &FanOut{elems: elems}, nil
+	return &FanOut{elems: elems, shape: shape}, nil
 }
 
-// graphElems checks pipe()/fan_out() arguments: one or more graph values.
-func graphElems(name string, args starlark.Tuple, kwargs []starlark.Tuple) ([]starlark.Value, error) {
+// MaxNesting is how deep pipe() and fan_out() may nest: pipe(pipe(box)) is 2 levels.
+// Real pipelines nest a handful of levels; the bound keeps every walk over a graph (its
+// str(), .stages, the conversion to runtime types, the executor) far from the Go stack's
+// limits, however the program built the graph.
+const MaxNesting = 64
+
+// MaxElements bounds the boxes, pipes and fan_outs in one graph value, counting an
+// element each time it is used. Depth alone does not bound a graph: p = pipe(p, p) ten
+// times over shares values and would unfold into 2^10 elements on every walk.
+const MaxElements = 100000
+
+// graphShape is what pipe() and fan_out() record about the graph under them, so that
+// the next level checks its bounds in constant time instead of walking the graph.
+type graphShape struct {
+	depth    int // levels of pipe/fan_out nesting, 1 for a pipe of boxes
+	elements int // boxes, pipes and fan_outs, each counted once per use
+}
+
+func shapeOf(v starlark.Value) graphShape {
+	switch v := v.(type) {
+	case *Pipe:
+		return v.shape
+	case *FanOut:
+		return v.shape
+	}
+	return graphShape{depth: 0, elements: 1}
+}
+
+// graphElems checks pipe()/fan_out() arguments: one or more graph values, within
+// MaxNesting and MaxElements.
+func graphElems(name string, args starlark.Tuple, kwargs []starlark.Tuple) ([]starlark.Value, graphShape, error) {
+	shape := graphShape{elements: 1}
 	if len(kwargs) > 0 {
-		return nil, fmt.Errorf("%s: unexpected keyword argument %s; pass boxes, pipes and fan_outs as positional arguments", name, kwargs[0][0])
+		return nil, shape, fmt.Errorf("%s: unexpected keyword argument %s; pass boxes, pipes and fan_outs as positional arguments", name, kwargs[0][0])
 	}
 	if len(args) == 0 {
-		return nil, fmt.Errorf("%s: needs at least one box, pipe or fan_out", name)
+		return nil, shape, fmt.Errorf("%s: needs at least one box, pipe or fan_out", name)
 	}
 	for i, a := range args {
 		if !isGraph(a) {
-			return nil, fmt.Errorf("%s: argument %d must be a box, pipe or fan_out, got %s", name, i+1, a.Type())
+			return nil, shape, fmt.Errorf("%s: argument %d must be a box, pipe or fan_out, got %s", name, i+1, a.Type())
+		}
+		s := shapeOf(a)
+		shape.depth = max(shape.depth, s.depth+1)
+		shape.elements += s.elements // each term is at most MaxElements: no overflow
+		if shape.elements > MaxElements {
+			return nil, shape, fmt.Errorf("%s: the graph would have more than %d elements (boxes, pipes and fan_outs, counting a value each time it is used); build smaller graphs and run them one after another", name, MaxElements)
 		}
 	}
-	return append([]starlark.Value(nil), args...), nil
+	if shape.depth > MaxNesting {
+		return nil, shape, fmt.Errorf("%s: the graph would nest pipe/fan_out %d levels deep; at most %d levels are allowed", name, shape.depth, MaxNesting)
+	}
+	return append([]starlark.Value(nil), args...), shape, nil
 }
 
 func isGraph(v starlark.Value) bool {

@@ -30,6 +30,26 @@ func callerFile(thread *starlark.Thread) string {
 	return thread.CallFrame(1).Pos.Filename()
 }
 
+// userPos is where the user's own code called the running builtin: the innermost
+// calling frame in a file of the user's (not the embedded library, not a Go builtin).
+// A box that @stdlib//text.star's upper() builds is thereby declared at the user's
+// upper(...) call, which is the line an error about that box must point at.
+func userPos(thread *starlark.Thread) string {
+	for i := 1; i < thread.CallStackDepth(); i++ {
+		pos := thread.CallFrame(i).Pos
+		if f := pos.Filename(); !strings.HasPrefix(f, StdlibPrefix) && f != builtinFile {
+			return pos.String()
+		}
+	}
+	if thread.CallStackDepth() >= 2 {
+		return thread.CallFrame(1).Pos.String()
+	}
+	return ""
+}
+
+// builtinFile is the file name Starlark gives the frames of Go builtins.
+const builtinFile = "<builtin>"
+
 // inStdlib reports whether a module name is in the embedded library and returns its
 // slash path inside stdlib.FS.
 func inStdlib(name string) (string, bool) {

@@ -1,6 +1,8 @@
 package builtins
 
 import (
+	"fmt"
+
 	"go.starlark.net/lib/json"
 	"go.starlark.net/lib/math"
 	"go.starlark.net/lib/time"
@@ -9,7 +11,8 @@ import (
 )
 
 // Predeclared returns the DSL's global names: box, skill, llm, mount, pipe, fan_out,
-// run, and the json, time, math and struct helpers from go.starlark.net. Each call
+// run, and the json, time, math and struct helpers from go.starlark.net (with getattr
+// adjusted for results under check, see getattrBuiltin). Each call
 // returns a fresh dict; the values in it hold no state, so threads may share them.
 func Predeclared() starlark.StringDict {
 	return starlark.StringDict{
@@ -23,6 +26,26 @@ func Predeclared() starlark.StringDict {
 		"json":    json.Module,
 		"time":    time.Module,
 		"math":    math.Module,
-		"struct":  starlark.NewBuiltin("struct", starlarkstruct.Make),
+		"struct":  starlark.NewBuiltin("struct", structBuiltin),
+		"getattr": starlark.NewBuiltin("getattr", getattrBuiltin),
 	}
+}
+
+// structBuiltin is starlarkstruct.Make with a message that says what was wrong: Make
+// answers positional arguments with "unexpected positional arguments", naming none.
+func structBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if len(args) > 0 {
+		return nil, fmt.Errorf("%s: unexpected positional argument %s; struct takes keyword arguments only, e.g. struct(name = \"x\")", fn.Name(), shortRepr(args[0]))
+	}
+	return starlarkstruct.Make(thread, fn, args, kwargs)
+}
+
+// shortRepr is a value's repr, cut short so a huge argument cannot flood a message.
+func shortRepr(v starlark.Value) string {
+	const limit = 40
+	s := v.String()
+	if len(s) > limit {
+		return s[:limit] + "..."
+	}
+	return s
 }

@@ -13,7 +13,7 @@ func TestPredeclared(t *testing.T) {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	if got := strings.Join(names, " "); got != "box fan_out json llm math mount pipe run skill struct time" {
+	if got := strings.Join(names, " "); got != "box fan_out getattr json llm math mount pipe run skill struct time" {
 		t.Fatalf("Predeclared names = %s", got)
 	}
 	g := mustExec(t, "p.star", `
@@ -46,8 +46,9 @@ strs = [str(m1), str(boxes[0]), str(pipe(boxes[0])), str(fan_out(boxes[0], pipe(
 	}
 }
 
-// TestBoxPosInLibrary checks that a box made by a library function records the
-// library's call site, the place a user would look to change it.
+// TestBoxPosInLibrary checks that a box made by a library function records the user's
+// call of that function: errors about the box ("declared at") must point at the user's
+// own line, not at the library's box() call shared by every user.
 func TestBoxPosInLibrary(t *testing.T) {
 	lib := mustExec(t, "@stdlib//lib.star", `
 def make(name):
@@ -59,7 +60,35 @@ def make(name):
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pos := globals["b"].(*Box).stage.Pos; pos != "@stdlib//lib.star:3:15" {
-		t.Errorf("Pos = %q, want @stdlib//lib.star:3:15", pos)
+	if pos := globals["b"].(*Box).stage.Pos; pos != "main.star:1:9" {
+		t.Errorf("Pos = %q, want main.star:1:9", pos)
 	}
+	// Two boxes from the same library line clash at the user's two calls.
+	globals, err = execWith(t, "main.star", "g = pipe(make(\"x\"),\n  make(\"x\"))\n", pre, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ToNode(globals["g"])
+	want := `stage name "x" is used by two boxes (declared at main.star:1:14 and main.star:2:7); stage names must be unique within a graph`
+	if err == nil || err.Error() != want {
+		t.Errorf("ToNode:\n got %v\nwant %s", err, want)
+	}
+	// A helper in a user's own module is user code: its line is the box's position.
+	helper := mustExec(t, "lib/helpers.star", "def mk(name):\n    return box(name, cmd = [\"x\"])\n", nil)
+	pre["mk"] = helper["mk"]
+	globals, err = execWith(t, "main.star", "b = mk(\"b\")\n", pre, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pos := globals["b"].(*Box).stage.Pos; pos != "lib/helpers.star:2:15" {
+		t.Errorf("Pos = %q, want lib/helpers.star:2:15", pos)
+	}
+}
+
+func TestStructArgumentErrors(t *testing.T) {
+	runErrCases(t, "p.star", []errCase{
+		{"ok", `struct(a = 1)`, ""},
+		{"positional", `struct(1)`, `struct: unexpected positional argument 1; struct takes keyword arguments only, e.g. struct(name = "x")`},
+		{"long positional", `struct("` + strings.Repeat("x", 100) + `")`, `struct: unexpected positional argument "` + strings.Repeat("x", 39) + `...; struct takes keyword arguments only, e.g. struct(name = "x")`},
+	})
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/voidbox/voidbox/runtime"
@@ -16,10 +14,15 @@ import (
 
 // runBuiltin implements run(graph): convert, validate, hand to the thread's Runner,
 // and return the result as a struct. Stage failures are data (result.ok is False);
-// only a failure of the runner itself, or cancellation, is a Starlark error.
+// only a failure of the runner itself, or cancellation, is a Starlark error. Under a
+// planning Runner (voidbox check) the result is a notRunResult instead.
 func runBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if len(kwargs) > 0 {
+		// UnpackPositionalArgs would say "unexpected keyword arguments" without naming one.
+		return nil, fmt.Errorf("%s: unexpected keyword argument %s; pass the graph as the only positional argument, run(graph)", fn.Name(), kwargs[0][0])
+	}
 	var graph starlark.Value
-	if err := starlark.UnpackPositionalArgs(fn.Name(), args, kwargs, 1, &graph); err != nil {
+	if err := starlark.UnpackPositionalArgs(fn.Name(), args, nil, 1, &graph); err != nil {
 		return nil, err
 	}
 	runner, _ := thread.Local(runnerKey).(Runner)
@@ -46,6 +49,9 @@ func runBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	if p, ok := runner.(Planning); ok && p.Planning() {
+		return &notRunResult{pos: userPos(thread)}, nil
 	}
 	if res == nil {
 		return nil, fmt.Errorf("%s: the runner returned no result", fn.Name())
@@ -107,20 +113,20 @@ func stageOrder(r *runtime.Result) []string {
 const StatusNotRun runtime.StageStatus = "not_run"
 
 // Planner is the Runner of `voidbox check`: it records each graph run() is given and
-// answers with a successful, empty result in which no stage ran.
+// runs nothing. It is Planning, so run() answers with a result whose fields cannot be
+// read (see notRunResult) rather than with invented outputs.
 type Planner struct {
 	Graphs []runtime.Node
 	mu     sync.Mutex
 }
 
-// Run records root and returns OK with every stage "not_run". The output has the shape
-// a real run's would (a fan_out gives a JSON array with one empty string per branch), so
-// a program that decodes it can be checked to its end.
+// Run records root and returns OK with every stage "not_run", for callers that use a
+// Planner as a plain Runner; run() itself does not read this result.
 func (p *Planner) Run(_ context.Context, root runtime.Node) (*runtime.Result, error) {
 	p.mu.Lock()
 	p.Graphs = append(p.Graphs, root)
 	p.mu.Unlock()
-	res := &runtime.Result{OK: true, Output: plannedOutput(root), Stages: map[string]*runtime.StageResult{}}
+	res := &runtime.Result{OK: true, Stages: map[string]*runtime.StageResult{}}
 	for _, s := range root.Stages() {
 		res.Stages[s.Name] = &runtime.StageResult{Name: s.Name, Status: StatusNotRun}
 		res.Order = append(res.Order, s.Name)
@@ -128,17 +134,5 @@ func (p *Planner) Run(_ context.Context, root runtime.Node) (*runtime.Result, er
 	return res, nil
 }
 
-// plannedOutput is the output shape of a node that did not run.
-func plannedOutput(n runtime.Node) string {
-	switch n := n.(type) {
-	case *runtime.Pipe:
-		return plannedOutput(n.Nodes[len(n.Nodes)-1])
-	case *runtime.FanOut:
-		parts := make([]string, len(n.Nodes))
-		for i, c := range n.Nodes {
-			parts[i] = strconv.Quote(plannedOutput(c))
-		}
-		return "[" + strings.Join(parts, ",") + "]"
-	}
-	return ""
-}
+// Planning reports true: the Planner never runs a stage.
+func (p *Planner) Planning() bool { return true }

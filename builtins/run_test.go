@@ -3,6 +3,7 @@ package builtins
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -79,7 +80,8 @@ func TestRunErrors(t *testing.T) {
 		{"no runner", `run(box("a", cmd = ["x"]))`, nil, `run: no runner is set on this thread (the host must call builtins.SetRunner)`},
 		{"not a graph", `run("a")`, withRunner(ok, nil), `run: graph must be a box, pipe or fan_out, got string`},
 		{"no args", `run()`, withRunner(ok, nil), `run: got 0 arguments, want 1`},
-		{"kwargs", `run(graph = 1)`, withRunner(ok, nil), `run: unexpected keyword arguments`},
+		{"kwargs", `run(graph = 1)`, withRunner(ok, nil), `run: unexpected keyword argument "graph"; pass the graph as the only positional argument, run(graph)`},
+		{"extra kwarg", `run(box("a", cmd = ["x"]), foo = 1, bar = 2)`, withRunner(ok, nil), `run: unexpected keyword argument "foo"; pass the graph as the only positional argument, run(graph)`},
 		{"twice", `a = box("a", cmd = ["x"])
 run(pipe(a, a))`, withRunner(ok, nil), `run: box "a" (declared at p.star:1:8) appears more than once in the graph; declare a second box() with its own name to run it twice`},
 		{"runner error", `run(box("a", cmd = ["x"]))`, withRunner(&fakeRunner{err: errors.New("no VMM: qemu-system-x86_64 not found")}, nil), `run: no VMM: qemu-system-x86_64 not found`},
@@ -119,21 +121,80 @@ func TestPlanner(t *testing.T) {
 	g := mustExec(t, "p.star", threeBoxes+`
 r1 = run(pipe(fetch, fan_out(shout, review)))
 r2 = run(box("solo", cmd = ["x"]))
-statuses = [s.status for s in r1.stages.values()]
-names = list(r1.stages.keys())
-summary = [r1.ok, r1.output, r1.error]
+shown = [str(r1), type(r1), dir(r1), hasattr(r1, "ok"), hasattr(r1, "nope"), bool(r1)]
 `, withRunner(p, nil))
 	if len(p.Graphs) != 2 || describe(p.Graphs[0]) != "pipe(fetch, fan_out(shout, review))" || describe(p.Graphs[1]) != "solo" {
 		t.Fatalf("planner graphs = %d %v", len(p.Graphs), p.Graphs)
 	}
-	for k, w := range map[string]string{
-		"statuses": `["not_run", "not_run", "not_run"]`,
-		"names":    `["fetch", "shout", "review"]`,
-		"summary":  `[True, "[\"\",\"\"]", None]`,
+	// Nothing about the result is invented: it says it did not run.
+	want := `["<result of run() at p.star:6:9: not run>", "result", ["duration_ms", "error", "ok", "output", "stages"], True, False, True]`
+	if got := g["shown"].String(); got != want {
+		t.Errorf("shown = %s\nwant    %s", got, want)
+	}
+	// Used as a plain Runner, the Planner answers with every stage not_run.
+	res, err := p.Run(context.Background(), p.Graphs[0])
+	if err != nil || !res.OK || len(res.Order) != 3 || res.Stages["review"].Status != StatusNotRun {
+		t.Errorf("Planner.Run = %+v, %v", res, err)
+	}
+}
+
+// TestNotRunResultStops checks every way a program can use a result under check: each
+// stops the program with a NotRunError naming the run() call, instead of going on with
+// values exec would not produce.
+func TestNotRunResultStops(t *testing.T) {
+	pre := "b = box(\"b\", cmd = [\"echo\", \"3\"])\nr = run(b)\n"
+	for _, use := range []string{
+		`n = int(r.output.strip())`,
+		`x = r.ok`,
+		`x = r.error`,
+		`x = r.duration_ms`,
+		`x = r.stages["b"].status`,
+		`x = getattr(r, "ok", False)`,
+		`x = getattr(r, "stages")`,
+		`x = r == r`,
+		`x = r in [1, r]`,
+		`x = {r: 1}`,
+		`x = json.encode(r)`,
+		`x = [f for f in [r] if f.ok]`,
 	} {
-		if got := g[k].String(); got != w {
-			t.Errorf("%s = %s, want %s", k, got, w)
-		}
+		t.Run(use, func(t *testing.T) {
+			_, err := exec(t, "c.star", pre+use, withRunner(&Planner{}, nil))
+			nr, ok := AsNotRun(err)
+			if !ok {
+				t.Fatalf("err = %v, want a NotRunError", err)
+			}
+			if nr.RunPos != "c.star:2:8" {
+				t.Errorf("RunPos = %q, want c.star:2:8", nr.RunPos)
+			}
+			want := "check stops here: this line uses the result of the run() at c.star:2:8, which only exec knows (no stage runs under check)"
+			if nr.Error() != want {
+				t.Errorf("message = %q\nwant      %q", nr.Error(), want)
+			}
+		})
+	}
+	// A field no result has is an ordinary error, as under exec.
+	_, err := exec(t, "c.star", pre+`r.nope`, withRunner(&Planner{}, nil))
+	if _, ok := AsNotRun(err); ok || err == nil || err.Error() != "result has no .nope field or method" {
+		t.Errorf("r.nope: err = %v", err)
+	}
+	// getattr on anything else is Starlark's own.
+	g := mustExec(t, "c.star", `x = getattr(struct(a = 1), "b", 7)`, nil)
+	if g["x"].String() != "7" {
+		t.Errorf("getattr default = %s", g["x"])
+	}
+	if _, err := exec(t, "c.star", `getattr(struct(a = 1), "b")`, nil); err == nil || err.Error() != "getattr: struct has no .b attribute" {
+		t.Errorf("getattr missing: %v", err)
+	}
+	if _, ok := AsNotRun(errors.New("unrelated")); ok {
+		t.Error("AsNotRun matched an unrelated error")
+	}
+}
+
+// TestResultFields keeps notRunResult's field list in step with NewResult.
+func TestResultFields(t *testing.T) {
+	got := NewResult(&runtime.Result{OK: true}).(starlark.HasAttrs).AttrNames()
+	if strings.Join(got, ",") != strings.Join(resultFields, ",") {
+		t.Errorf("NewResult fields %v, notRunResult fields %v", got, resultFields)
 	}
 }
 

@@ -33,10 +33,16 @@ type LLM struct{ llm runtime.LLM }
 type Mount struct{ mount runtime.Mount }
 
 // Pipe is the value pipe() returns: its elements run in sequence.
-type Pipe struct{ elems []starlark.Value }
+type Pipe struct {
+	elems []starlark.Value
+	shape graphShape
+}
 
 // FanOut is the value fan_out() returns: its elements run concurrently.
-type FanOut struct{ elems []starlark.Value }
+type FanOut struct {
+	elems []starlark.Value
+	shape graphShape
+}
 
 var (
 	_ starlark.HasAttrs = (*Box)(nil)
@@ -250,25 +256,37 @@ func (m *Mount) AttrNames() []string                      { return m.attrs().nam
 // --- Pipe and FanOut ---
 
 // graphString renders a graph value the way a user would write it, naming boxes by
-// the variable-like stage name: pipe(fetch, fan_out(shout, review)).
+// the variable-like stage name: pipe(fetch, fan_out(shout, review)). One builder for
+// the whole string, so the cost is linear in the graph (bounded by MaxElements).
 func graphString(v starlark.Value) string {
-	switch v := v.(type) {
-	case *Box:
-		return v.stage.Name
-	case *Pipe:
-		return "pipe(" + joinGraph(v.elems) + ")"
-	case *FanOut:
-		return "fan_out(" + joinGraph(v.elems) + ")"
-	}
-	return v.String()
+	var b strings.Builder
+	writeGraph(&b, v)
+	return b.String()
 }
 
-func joinGraph(elems []starlark.Value) string {
-	parts := make([]string, len(elems))
-	for i, e := range elems {
-		parts[i] = graphString(e)
+func writeGraph(b *strings.Builder, v starlark.Value) {
+	var elems []starlark.Value
+	switch v := v.(type) {
+	case *Box:
+		b.WriteString(v.stage.Name)
+		return
+	case *Pipe:
+		b.WriteString("pipe(")
+		elems = v.elems
+	case *FanOut:
+		b.WriteString("fan_out(")
+		elems = v.elems
+	default:
+		b.WriteString(v.String())
+		return
 	}
-	return strings.Join(parts, ", ")
+	for i, e := range elems {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		writeGraph(b, e)
+	}
+	b.WriteByte(')')
 }
 
 func graphAttrs(elems []starlark.Value) attrTable {
@@ -276,7 +294,7 @@ func graphAttrs(elems []starlark.Value) attrTable {
 		"nodes": func() starlark.Value { return starlark.NewList(append([]starlark.Value(nil), elems...)) },
 		"stages": func() starlark.Value {
 			var out []starlark.Value
-			for _, b := range boxesOf(elems) {
+			for _, b := range appendBoxes(nil, elems) {
 				out = append(out, b)
 			}
 			return starlark.NewList(out)
@@ -284,17 +302,16 @@ func graphAttrs(elems []starlark.Value) attrTable {
 	}
 }
 
-// boxesOf lists the boxes under elems in declaration order (duplicates kept).
-func boxesOf(elems []starlark.Value) []*Box {
-	var out []*Box
+// appendBoxes appends the boxes under elems in declaration order (duplicates kept).
+func appendBoxes(out []*Box, elems []starlark.Value) []*Box {
 	for _, e := range elems {
 		switch e := e.(type) {
 		case *Box:
 			out = append(out, e)
 		case *Pipe:
-			out = append(out, boxesOf(e.elems)...)
+			out = appendBoxes(out, e.elems)
 		case *FanOut:
-			out = append(out, boxesOf(e.elems)...)
+			out = appendBoxes(out, e.elems)
 		}
 	}
 	return out

@@ -120,7 +120,8 @@ head(-1)
 	}
 
 	_, err = ExecFile("bad.star", Options{})
-	want := "@stdlib//text.star:40:13: fail: head: n must be a non-negative int, got -1\nTraceback (most recent call last):\n  bad.star:3:5: in <toplevel>\n  @stdlib//text.star:40:13: in head"
+	// The user's call heads the message; the library's frame follows in the traceback.
+	want := "bad.star:3:5: head: n must be a non-negative int, got -1\nTraceback (most recent call last):\n  bad.star:3:5: in <toplevel>\n  @stdlib//text.star:40:13: in head"
 	if got := FormatError(err); got != want {
 		t.Errorf("FormatError =\n%s\nwant\n%s", got, want)
 	}

@@ -44,12 +44,28 @@ type Options struct {
 
 // Program is the outcome of executing a file.
 type Program struct {
+	// File is the program's file name as given.
+	File string
 	// Globals are the main file's globals, frozen.
 	Globals sk.StringDict
 	// Pipeline is the global `pipeline` converted to a graph, nil when there is none.
 	Pipeline runtime.Node
 	// RanGraphs counts the program's run() calls (including failed ones).
 	RanGraphs int
+}
+
+// PipelineIgnored reports a program that defines a global `pipeline` and also called
+// run(): `pipeline` runs only when the program made no run() call, so it is ignored.
+func (p *Program) PipelineIgnored() bool { return p.Pipeline != nil && p.RanGraphs > 0 }
+
+// Warnings are what the CLI should tell the user about a program that ran without an
+// error, one line each, without a "warning:" prefix (the caller adds its own).
+func (p *Program) Warnings() []string {
+	var ws []string
+	if p.PipelineIgnored() {
+		ws = append(ws, fmt.Sprintf("%s defines a global `%s` and also calls run(); `%s` runs only when the program makes no run() call, so it is ignored", p.File, PipelineGlobal, PipelineGlobal))
+	}
+	return ws
 }
 
 // fileOptions are the dialect voidbox programs are written in. Programs are scripts, not
@@ -79,10 +95,14 @@ func ExecFile(path string, opts Options) (*Program, error) {
 // ExecSource executes src as the program named filename; load() resolves relative to
 // filename's directory.
 func ExecSource(filename string, src []byte, opts Options) (*Program, error) {
+	src, err := prepareSource(filename, src)
+	if err != nil {
+		return &Program{File: filename}, err
+	}
 	h := newHost(opts)
 	defer h.stop()
 	globals, err := h.loader.execMain(filename, src)
-	prog := &Program{Globals: globals, RanGraphs: h.runner.count()}
+	prog := &Program{File: filename, Globals: globals, RanGraphs: h.runner.count()}
 	if err != nil {
 		return prog, err
 	}
@@ -96,20 +116,10 @@ func ExecSource(filename string, src []byte, opts Options) (*Program, error) {
 	return prog, nil
 }
 
-// readFileBounded reads a program file, refusing files over MaxFileSize.
-func readFileBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return readBounded(f, path)
-}
-
 func readBounded(r io.Reader, name string) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
+		return nil, fileError(name, err)
 	}
 	if len(data) > MaxFileSize {
 		return nil, fmt.Errorf("read %s: file is larger than the %d MiB limit for .star files", name, MaxFileSize>>20)
@@ -229,6 +239,13 @@ func (r *countingRunner) Run(ctx context.Context, root runtime.Node) (*runtime.R
 		return nil, fmt.Errorf("no runner is configured here, so run() cannot execute graphs; define a global `pipeline` instead")
 	}
 	return r.inner.Run(ctx, root)
+}
+
+// Planning forwards the inner runner's answer, so run() under `voidbox check` knows that
+// nothing runs (see builtins.Planning).
+func (r *countingRunner) Planning() bool {
+	p, ok := r.inner.(builtins.Planning)
+	return ok && p.Planning()
 }
 
 func (r *countingRunner) count() int {

@@ -3,7 +3,11 @@ package starlark
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -150,10 +154,29 @@ func TestExecFileTooLarge(t *testing.T) {
 	}
 }
 
-func TestExecFileMissing(t *testing.T) {
-	inTempDir(t, nil)
-	_, err := ExecFile("nope.star", Options{})
-	if err == nil || FormatError(err) != "open nope.star: no such file or directory" {
-		t.Errorf("err = %v", err)
+// TestExecFileUnreadable checks that each way a program file can be unusable gives
+// one message that names the path once.
+func TestExecFileUnreadable(t *testing.T) {
+	dir := inTempDir(t, nil)
+	if err := os.Mkdir(filepath.Join(dir, "d.star"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string]string{
+		"nope.star": "nope.star: no such file",
+		"d.star":    "d.star: it is a directory, not a .star file",
+	} {
+		_, err := ExecFile(file, Options{})
+		if got := FormatError(err); got != want {
+			t.Errorf("ExecFile(%s) = %q, want %q", file, got, want)
+		}
+	}
+	// Tests run as root here, where no file is unreadable: check the wording directly.
+	denied := fileError("u.star", &fs.PathError{Op: "open", Path: "u.star", Err: syscall.EACCES})
+	if denied.Error() != "u.star: permission denied" || !errors.Is(denied, fs.ErrPermission) {
+		t.Errorf("permission error = %q", denied)
+	}
+	other := fileError("u.star", &fs.PathError{Op: "read", Path: "u.star", Err: syscall.EIO})
+	if other.Error() != "u.star: input/output error" {
+		t.Errorf("I/O error = %q", other)
 	}
 }

@@ -1,6 +1,7 @@
 package starlark
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -70,11 +71,26 @@ func (l *loader) load(thread *sk.Thread, module string) (sk.StringDict, error) {
 	l.cache[ref.key] = e
 	src, err := l.read(ref)
 	if err == nil {
+		src, err = prepareSource(ref.name, src)
+	}
+	if err == nil {
 		e.globals, err = l.execModule(ref, src)
 	}
-	e.err = err
+	e.err = briefFileError(module, err)
 	e.done = true
 	return e.globals, e.err
+}
+
+// briefFileError drops the path from a FileError about the module load() named: the
+// interpreter already says "cannot load d.star: ", so "d.star: " again would repeat it.
+// A path that differs from what load() said (resolved against the loading file's
+// directory) stays, since it tells the reader where voidbox looked.
+func briefFileError(module string, err error) error {
+	var fe *FileError
+	if errors.As(err, &fe) && fe.Path == module {
+		return &FileError{Why: fe.Why, Err: fe.Err}
+	}
+	return err
 }
 
 // execModule runs one module on its own thread, which inherits loader, runner, context
@@ -106,7 +122,7 @@ func (l *loader) read(ref moduleRef) ([]byte, error) {
 	if rest, ok := strings.CutPrefix(ref.name, StdlibPrefix); ok {
 		f, err := l.fsys.Open(rest)
 		if err != nil {
-			return nil, fmt.Errorf("%s: no such module in the standard library", ref.name)
+			return nil, &FileError{Path: ref.name, Why: "no such module in the standard library", Err: err}
 		}
 		defer f.Close()
 		return readBounded(f, ref.name)
@@ -115,26 +131,27 @@ func (l *loader) read(ref moduleRef) ([]byte, error) {
 }
 
 // resolveModule turns a load() argument into a module, relative to the loading module from.
+// Its errors do not repeat the module name: the interpreter prefixes "cannot load NAME: ".
 func resolveModule(from, module string) (moduleRef, error) {
 	if !strings.HasSuffix(module, ".star") {
-		return moduleRef{}, fmt.Errorf("module %q must name a .star file", module)
+		return moduleRef{}, errors.New("a module name must end in .star")
 	}
 	if strings.HasPrefix(module, "@") {
 		repo, rest, ok := strings.Cut(module[1:], "//")
 		if !ok {
-			return moduleRef{}, fmt.Errorf("module %q: a repository module looks like @stdlib//name.star", module)
+			return moduleRef{}, errors.New("a repository module looks like @stdlib//name.star")
 		}
 		if repo != "stdlib" {
-			return moduleRef{}, fmt.Errorf("module %q: unknown repository @%s; the only repository is @stdlib", module, repo)
+			return moduleRef{}, fmt.Errorf("unknown repository @%s; the only repository is @stdlib", repo)
 		}
-		return stdlibRef(module, rest)
+		return stdlibRef(rest)
 	}
 	if rest, ok := strings.CutPrefix(from, StdlibPrefix); ok {
 		// A library loads its siblings relative to itself, never host files.
 		if path.IsAbs(module) {
-			return moduleRef{}, fmt.Errorf("module %q: a @stdlib module cannot load host files", module)
+			return moduleRef{}, errors.New("a @stdlib module cannot load host files")
 		}
-		return stdlibRef(module, path.Join(path.Dir(rest), module))
+		return stdlibRef(path.Join(path.Dir(rest), module))
 	}
 	name := filepath.Clean(module)
 	if !filepath.IsAbs(module) {
@@ -143,9 +160,9 @@ func resolveModule(from, module string) (moduleRef, error) {
 	return moduleRef{key: hostKey(name), name: name}, nil
 }
 
-func stdlibRef(module, rest string) (moduleRef, error) {
+func stdlibRef(rest string) (moduleRef, error) {
 	if !fs.ValidPath(rest) {
-		return moduleRef{}, fmt.Errorf("module %q escapes @stdlib: paths inside @stdlib are relative and contain no \"..\" or leading \"/\"", module)
+		return moduleRef{}, errors.New("it escapes @stdlib (paths inside @stdlib are relative and contain no \"..\" or leading \"/\")")
 	}
 	name := StdlibPrefix + rest
 	return moduleRef{key: name, name: name}, nil

@@ -1,6 +1,8 @@
 package starlark
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -135,17 +137,23 @@ v2 = 1`,
 
 func TestLoadErrors(t *testing.T) {
 	cases := []struct{ load, want string }{
-		{`load("@foo//x.star", "x")`, `m.star:1:1: cannot load @foo//x.star: module "@foo//x.star": unknown repository @foo; the only repository is @stdlib`},
-		{`load("@stdlib//../etc/x.star", "x")`, `m.star:1:1: cannot load @stdlib//../etc/x.star: module "@stdlib//../etc/x.star" escapes @stdlib: paths inside @stdlib are relative and contain no ".." or leading "/"`},
-		{`load("@stdlib///etc/x.star", "x")`, `m.star:1:1: cannot load @stdlib///etc/x.star: module "@stdlib///etc/x.star" escapes @stdlib: paths inside @stdlib are relative and contain no ".." or leading "/"`},
-		{`load("@stdlib//nope.star", "x")`, `m.star:1:1: cannot load @stdlib//nope.star: @stdlib//nope.star: no such module in the standard library`},
-		{`load("@stdlib", "x")`, `m.star:1:1: cannot load @stdlib: module "@stdlib" must name a .star file`},
-		{`load("@stdlibx.star", "x")`, `m.star:1:1: cannot load @stdlibx.star: module "@stdlibx.star": a repository module looks like @stdlib//name.star`},
-		{`load("missing.star", "x")`, `m.star:1:1: cannot load missing.star: open missing.star: no such file or directory`},
+		{`load("@foo//x.star", "x")`, `m.star:1:1: cannot load @foo//x.star: unknown repository @foo; the only repository is @stdlib`},
+		{`load("@stdlib//../etc/x.star", "x")`, `m.star:1:1: cannot load @stdlib//../etc/x.star: it escapes @stdlib (paths inside @stdlib are relative and contain no ".." or leading "/")`},
+		{`load("@stdlib///etc/x.star", "x")`, `m.star:1:1: cannot load @stdlib///etc/x.star: it escapes @stdlib (paths inside @stdlib are relative and contain no ".." or leading "/")`},
+		{`load("@stdlib//nope.star", "x")`, `m.star:1:1: cannot load @stdlib//nope.star: no such module in the standard library`},
+		{`load("@stdlib", "x")`, `m.star:1:1: cannot load @stdlib: a module name must end in .star`},
+		{`load("@stdlibx.star", "x")`, `m.star:1:1: cannot load @stdlibx.star: a repository module looks like @stdlib//name.star`},
+		{`load("missing.star", "x")`, `m.star:1:1: cannot load missing.star: no such file`},
+		{`load("./sub/../missing.star", "x")`, `m.star:1:1: cannot load ./sub/../missing.star: missing.star: no such file`},
+		{`load("dir.star", "x")`, `m.star:1:1: cannot load dir.star: it is a directory, not a .star file`},
+		{`load("sub/lib.star", "x")`, `sub/lib.star:2:6: source is not valid UTF-8` + "\n  loaded from m.star:1:1"},
 		{`load("@stdlib//text.star", "nope")`, `m.star:1:1: load: name nope not found in module @stdlib//text.star`},
 	}
 	for _, c := range cases {
-		inTempDir(t, map[string]string{"m.star": c.load})
+		dir := inTempDir(t, map[string]string{"m.star": c.load, "sub/lib.star": "x = 1\ny = \"\xe9\"\n"})
+		if err := os.Mkdir(filepath.Join(dir, "dir.star"), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		_, err := ExecFile("m.star", Options{})
 		if got := FormatError(err); got != c.want {
 			t.Errorf("%s:\n got %s\nwant %s", c.load, got, c.want)
