@@ -25,12 +25,6 @@ func fanOutBuiltin(_ *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	return &FanOut{elems: elems, shape: shape}, nil
 }
 
-// MaxNesting is how deep pipe() and fan_out() may nest: pipe(pipe(box)) is 2 levels.
-// Real pipelines nest a handful of levels; the bound keeps every walk over a graph (its
-// str(), .stages, the conversion to runtime types, the executor) far from the Go stack's
-// limits, however the program built the graph.
-const MaxNesting = 64
-
 // MaxElements bounds the boxes, pipes and fan_outs in one graph value, counting an
 // element each time it is used. Depth alone does not bound a graph: p = pipe(p, p) ten
 // times over shares values and would unfold into 2^10 elements on every walk.
@@ -53,8 +47,10 @@ func shapeOf(v starlark.Value) graphShape {
 	return graphShape{depth: 0, elements: 1}
 }
 
-// graphElems checks pipe()/fan_out() arguments: one or more graph values, within
-// MaxNesting and MaxElements.
+// graphElems checks pipe()/fan_out() arguments: one or more graph values, nesting at
+// most runtime.MaxDepth levels and holding at most MaxElements. Refusing a deep graph
+// when it is built, not only in runtime.Validate, keeps every walk over a graph value
+// (str(), .stages, the conversion to runtime types) shallow however it was built.
 func graphElems(name string, args starlark.Tuple, kwargs []starlark.Tuple) ([]starlark.Value, graphShape, error) {
 	shape := graphShape{elements: 1}
 	if len(kwargs) > 0 {
@@ -74,8 +70,8 @@ func graphElems(name string, args starlark.Tuple, kwargs []starlark.Tuple) ([]st
 			return nil, shape, fmt.Errorf("%s: the graph would have more than %d elements (boxes, pipes and fan_outs, counting a value each time it is used); build smaller graphs and run them one after another", name, MaxElements)
 		}
 	}
-	if shape.depth > MaxNesting {
-		return nil, shape, fmt.Errorf("%s: the graph would nest pipe/fan_out %d levels deep; at most %d levels are allowed", name, shape.depth, MaxNesting)
+	if shape.depth > runtime.MaxDepth {
+		return nil, shape, fmt.Errorf("%s: the graph would nest pipe/fan_out %d levels deep; at most %d levels are allowed", name, shape.depth, runtime.MaxDepth)
 	}
 	return append([]starlark.Value(nil), args...), shape, nil
 }

@@ -27,7 +27,7 @@ func TestGraphArgumentErrors(t *testing.T) {
 	})
 }
 
-// TestGraphBounds checks that no graph value can be built deeper than MaxNesting or
+// TestGraphBounds checks that no graph value can be built deeper than runtime.MaxDepth or
 // bigger than MaxElements, so str(), .stages and the conversion to runtime types (all
 // recursive) stay cheap and shallow whatever the program does.
 func TestGraphBounds(t *testing.T) {
@@ -35,19 +35,19 @@ func TestGraphBounds(t *testing.T) {
 		return fmt.Sprintf("g = box(\"a\", cmd = [\"x\"])\nfor i in range(%d):\n    g = %s(g)\n", levels, fn)
 	}
 	runErrCases(t, "p.star", []errCase{
-		{"pipe at the limit", nest("pipe", MaxNesting), ""},
-		{"fan_out at the limit", nest("fan_out", MaxNesting), ""},
-		{"pipe too deep", nest("pipe", MaxNesting+1), `pipe: the graph would nest pipe/fan_out 65 levels deep; at most 64 levels are allowed`},
+		{"pipe at the limit", nest("pipe", runtime.MaxDepth), ""},
+		{"fan_out at the limit", nest("fan_out", runtime.MaxDepth), ""},
+		{"pipe too deep", nest("pipe", runtime.MaxDepth+1), `pipe: the graph would nest pipe/fan_out 65 levels deep; at most 64 levels are allowed`},
 		{"fan_out too deep", nest("fan_out", 1000), `fan_out: the graph would nest pipe/fan_out 65 levels deep; at most 64 levels are allowed`},
-		{"deep branch counts", nest("pipe", MaxNesting) + "x = fan_out(box(\"b\", cmd = [\"y\"]), g)", `fan_out: the graph would nest pipe/fan_out 65 levels deep; at most 64 levels are allowed`},
+		{"deep branch counts", nest("pipe", runtime.MaxDepth) + "x = fan_out(box(\"b\", cmd = [\"y\"]), g)", `fan_out: the graph would nest pipe/fan_out 65 levels deep; at most 64 levels are allowed`},
 		{"shared doubling", "g = box(\"a\", cmd = [\"x\"])\nfor i in range(40):\n    g = pipe(g, g)\n",
 			`pipe: the graph would have more than 100000 elements (boxes, pipes and fan_outs, counting a value each time it is used); build smaller graphs and run them one after another`},
 		{"wide", "bs = [box(\"b%d\" % i, cmd = [\"x\"]) for i in range(100000)]\nfan_out(*bs)",
 			`fan_out: the graph would have more than 100000 elements (boxes, pipes and fan_outs, counting a value each time it is used); build smaller graphs and run them one after another`},
 	})
 	// At the limit, every walk works: str, .stages, .nodes and conversion.
-	g := mustExec(t, "p.star", nest("pipe", MaxNesting)+"s = str(g)\nn = len(g.stages)\n", nil)
-	if want := strings.Repeat("pipe(", MaxNesting) + "a" + strings.Repeat(")", MaxNesting); g["s"].String() != `"`+want+`"` {
+	g := mustExec(t, "p.star", nest("pipe", runtime.MaxDepth)+"s = str(g)\nn = len(g.stages)\n", nil)
+	if want := strings.Repeat("pipe(", runtime.MaxDepth) + "a" + strings.Repeat(")", runtime.MaxDepth); g["s"].String() != `"`+want+`"` {
 		t.Errorf("str = %.80s...", g["s"])
 	}
 	if g["n"].String() != "1" {
