@@ -2,10 +2,11 @@ package starlark
 
 import (
 	"context"
-
-	sk "go.starlark.net/starlark"
 	"testing"
 	"time"
+
+	"github.com/voidbox/voidbox/builtins"
+	sk "go.starlark.net/starlark"
 )
 
 // FuzzExecProgram feeds arbitrary source through the program host: it must return (a
@@ -27,6 +28,10 @@ func FuzzExecProgram(f *testing.F) {
 		"print(args)\nargs[\"a\"] = 1",
 		"s = set([1, 2])\nfor i in range(10):\n    s.add(i)\n",
 		"x = [1] * 1000000\ny = \"a\" * 100",
+		"b = box(name = \"b\", cmd = [\"echo\", \"3\"])\nn = int(run(b).output.strip())",
+		"r = run(box(name = \"b\", cmd = [\"x\"]))\nprint(r, getattr(r, \"ok\", 1), json.encode(r))",
+		"\xef\xbb\xbfx = \"caf\xe9\"",
+		"g = box(name = \"a\", cmd = [\"x\"])\nfor i in range(70):\n    g = fan_out(g, g)",
 	}
 	for _, s := range seeds {
 		f.Add(s)
@@ -49,6 +54,18 @@ func FuzzExecProgram(f *testing.F) {
 		}
 		if prog.RanGraphs != len(rec.graphs) {
 			t.Errorf("RanGraphs = %d, runner saw %d graphs", prog.RanGraphs, len(rec.graphs))
+		}
+		// The same program as `voidbox check` runs it: it ends, stops at a result, or fails.
+		planner := &builtins.Planner{}
+		prog, err = ExecSource(dir+"/fuzz.star", []byte(src), Options{
+			Runner: planner, Context: ctx, MaxSteps: 100000, Print: func(_ *sk.Thread, _ string) {},
+		})
+		if err != nil {
+			_ = FormatError(err)
+			return
+		}
+		if prog.RanGraphs != len(planner.Graphs) {
+			t.Errorf("under check: RanGraphs = %d, planner saw %d graphs", prog.RanGraphs, len(planner.Graphs))
 		}
 	})
 }
