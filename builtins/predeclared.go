@@ -11,11 +11,14 @@ import (
 )
 
 // Predeclared returns the DSL's global names: box, skill, llm, mount, pipe, fan_out,
-// run, and the json, time, math and struct helpers from go.starlark.net (with getattr
-// adjusted for results under check, see getattrBuiltin). Each call
-// returns a fresh dict; the values in it hold no state, so threads may share them.
+// run, and the json, time, math and struct helpers from go.starlark.net; it also
+// shadows Starlark's universal builtins with wrappers whose keyword-argument errors
+// name the argument (see namingKeywords), and getattr with one that respects results
+// under check (see getattrBuiltin). Each call returns a fresh dict; the values in it
+// hold no state, so threads may share them.
 func Predeclared() starlark.StringDict {
-	return starlark.StringDict{
+	pre := universe()
+	dsl := starlark.StringDict{
 		"box":     starlark.NewBuiltin("box", boxBuiltin),
 		"skill":   starlark.NewBuiltin("skill", skillBuiltin),
 		"llm":     llmModule(),
@@ -23,12 +26,16 @@ func Predeclared() starlark.StringDict {
 		"pipe":    starlark.NewBuiltin("pipe", pipeBuiltin),
 		"fan_out": starlark.NewBuiltin("fan_out", fanOutBuiltin),
 		"run":     starlark.NewBuiltin("run", runBuiltin),
-		"json":    json.Module,
-		"time":    time.Module,
-		"math":    math.Module,
+		"json":    namingModule(json.Module),
+		"time":    namingModule(time.Module),
+		"math":    namingModule(math.Module),
 		"struct":  starlark.NewBuiltin("struct", structBuiltin),
-		"getattr": starlark.NewBuiltin("getattr", getattrBuiltin),
+		"getattr": namingKeywords(starlark.NewBuiltin("getattr", getattrBuiltin)),
 	}
+	for k, v := range dsl {
+		pre[k] = v
+	}
+	return pre
 }
 
 // structBuiltin is starlarkstruct.Make with a message that says what was wrong: Make

@@ -4,17 +4,32 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"go.starlark.net/starlark"
 )
 
 func TestPredeclared(t *testing.T) {
 	pre := Predeclared()
 	var names []string
 	for k := range pre {
-		names = append(names, k)
+		if _, universal := starlark.Universe[k]; !universal {
+			names = append(names, k)
+		}
 	}
 	sort.Strings(names)
-	if got := strings.Join(names, " "); got != "box fan_out getattr json llm math mount pipe run skill struct time" {
-		t.Fatalf("Predeclared names = %s", got)
+	if got := strings.Join(names, " "); got != "box fan_out json llm math mount pipe run skill struct time" {
+		t.Fatalf("Predeclared DSL names = %s", got)
+	}
+	// Every universal builtin but set is shadowed by a wrapper of the same name.
+	for k, v := range starlark.Universe {
+		b, ok := v.(*starlark.Builtin)
+		if !ok {
+			continue
+		}
+		w, shadowed := pre[k].(*starlark.Builtin)
+		if shadowed == (k == "set") || (shadowed && w.Name() != b.Name()) {
+			t.Errorf("Predeclared[%q] = %v", k, pre[k])
+		}
 	}
 	g := mustExec(t, "p.star", `
 fns = [str(llm.claude), str(llm.ollama), str(llm.custom), type(llm)]
@@ -82,6 +97,28 @@ def make(name):
 	}
 	if pos := globals["b"].(*Box).stage.Pos; pos != "lib/helpers.star:2:15" {
 		t.Errorf("Pos = %q, want lib/helpers.star:2:15", pos)
+	}
+}
+
+// TestKeywordArgumentsNamed: every builtin a program can call names an unexpected
+// keyword argument instead of saying "unexpected keyword arguments".
+func TestKeywordArgumentsNamed(t *testing.T) {
+	runErrCases(t, "p.star", []errCase{
+		{"len", `len([], x = 1)`, `len: unexpected keyword argument "x"`},
+		{"hash", `hash("a", x = 1)`, `hash: unexpected keyword argument "x"`},
+		{"getattr", `getattr(struct(a = 1), "a", x = 1)`, `getattr: unexpected keyword argument "x"`},
+		{"json.encode", `json.encode(1, foo = 1)`, `json.encode: unexpected keyword argument "foo"`},
+		{"math.sqrt", `math.sqrt(4, foo = 1)`, `sqrt: unexpected keyword argument "foo"`},
+		{"time.parse_duration", `time.parse_duration("1s", foo = 1)`, `parse_duration: unexpected keyword argument "foo"`},
+		{"run", `run(box("a", cmd = ["x"]), foo = 1)`, `run: unexpected keyword argument "foo"; pass the graph as the only positional argument, run(graph)`},
+		// Other errors and normal calls pass through unchanged.
+		{"len ok", `x = len([1]) + int(math.sqrt(4)) + len(json.encode(1))`, ""},
+		{"len error", `len(1)`, `len: value of type int has no len`},
+		{"sorted keyword", `sorted([2, 1], reverse = True)`, ""},
+	})
+	g := mustExec(t, "p.star", `x = [str(len), math.pi, len([1, 2])]`, nil)
+	if got := g["x"].String(); got != `["<built-in function len>", 3.141592653589793, 2]` {
+		t.Errorf("wrapped builtins = %s", got)
 	}
 }
 

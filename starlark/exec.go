@@ -95,7 +95,7 @@ func ExecFile(path string, opts Options) (*Program, error) {
 // ExecSource executes src as the program named filename; load() resolves relative to
 // filename's directory.
 func ExecSource(filename string, src []byte, opts Options) (*Program, error) {
-	src, err := prepareSource(filename, src)
+	src, err := PrepareSource(filename, src)
 	if err != nil {
 		return &Program{File: filename}, err
 	}

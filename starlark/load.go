@@ -71,7 +71,7 @@ func (l *loader) load(thread *sk.Thread, module string) (sk.StringDict, error) {
 	l.cache[ref.key] = e
 	src, err := l.read(ref)
 	if err == nil {
-		src, err = prepareSource(ref.name, src)
+		src, err = PrepareSource(ref.name, src)
 	}
 	if err == nil {
 		e.globals, err = l.execModule(ref, src)

@@ -28,10 +28,12 @@ type SourceError struct {
 
 func (e *SourceError) Error() string { return fmt.Sprintf("%s: %s", e.Pos, e.Msg) }
 
-// prepareSource drops a leading UTF-8 byte order mark (so line 1's columns count from
-// the first real character) and refuses text that is not valid UTF-8, naming the line
-// and column of the first bad byte as the Starlark scanner counts them.
-func prepareSource(filename string, src []byte) ([]byte, error) {
+// PrepareSource drops a leading UTF-8 byte order mark (so line 1's columns count from
+// the first real character) and refuses text that is not valid UTF-8 with a
+// *SourceError at the line and column of the first bad byte, as the Starlark scanner
+// counts them. Every reader of .star files (exec, check, load, fmt) should use it, so
+// they accept and refuse the same files.
+func PrepareSource(filename string, src []byte) ([]byte, error) {
 	src = bytes.TrimPrefix(src, utf8BOM)
 	if utf8.Valid(src) {
 		return src, nil
