@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/voidbox/voidbox/builtins"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -124,5 +125,36 @@ head(-1)
 	want := "bad.star:3:5: head: n must be a non-negative int, got -1\nTraceback (most recent call last):\n  bad.star:3:5: in <toplevel>\n  @stdlib//text.star:40:13: in head"
 	if got := FormatError(err); got != want {
 		t.Errorf("FormatError =\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestExamplesUnderCheck runs every example the way `voidbox check` does: each either
+// ends or stops where it uses a run() result, and none runs code on invented results
+// (failure.star used to print "flaky succeeded" for a stage that never ran).
+func TestExamplesUnderCheck(t *testing.T) {
+	stops := map[string]string{
+		"failure.star": "../examples/failure.star:16:22: check stops here: this line uses the result of the run() at ../examples/failure.star:14:13, which only exec knows (no stage runs under check)",
+	}
+	files, err := filepath.Glob("../examples/*.star")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("examples: %v, %v", files, err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			var printed []string
+			p := &builtins.Planner{}
+			_, err := ExecFile(f, Options{Runner: p, Print: printInto(&printed)})
+			if _, stopped := builtins.AsNotRun(err); err != nil && !stopped {
+				t.Fatalf("check fails a valid example: %s", FormatError(err))
+			}
+			if want, ok := stops[filepath.Base(f)]; ok && FormatError(err) != want {
+				t.Errorf("FormatError =\n%s\nwant\n%s", FormatError(err), want)
+			}
+			for _, line := range printed {
+				if strings.Contains(line, "succeeded") || strings.Contains(line, "run ok") {
+					t.Errorf("printed %q from a result that does not exist", line)
+				}
+			}
+		})
 	}
 }
