@@ -54,3 +54,22 @@ func FuzzParseAptDepends(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseKernelConfig: the parser reads a running guest's /proc/config.gz
+// in the tests; whatever it gets, every symbol it returns is a CONFIG_ name
+// and a fragment always agrees with itself.
+func FuzzParseKernelConfig(f *testing.F) {
+	f.Add(kernelFragment)
+	f.Add([]byte("CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x=y\"\n#CONFIG_D is not set\nCONFIG_E=n\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg := ParseKernelConfig(data)
+		for sym, val := range cfg {
+			if !strings.HasPrefix(sym, "CONFIG_") || strings.ContainsAny(sym, " =#\n") || strings.Contains(val, "\n") {
+				t.Fatalf("parsed %q=%q", sym, val)
+			}
+		}
+		if err := CheckKernelConfig(data, data); err != nil {
+			t.Fatalf("a config disagrees with itself: %v", err)
+		}
+	})
+}
