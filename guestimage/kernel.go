@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -86,12 +87,25 @@ func kernelCacheKey() string {
 func buildKernel(ctx context.Context, cacheDir, debDir string, log io.Writer) (builtKernel, error) {
 	dir := filepath.Join(cacheDir, kernelCacheKey())
 	k := builtKernel{vmlinux: filepath.Join(dir, "vmlinux"), config: filepath.Join(dir, "config")}
-	if rel, err := os.ReadFile(filepath.Join(dir, "release")); err == nil {
-		k.release = strings.TrimSpace(string(rel))
-		if _, err := os.Stat(k.vmlinux); err == nil {
-			fmt.Fprintf(log, "using cached kernel %s (%s)\n", k.vmlinux, k.release)
-			return k, nil
-		}
+	if k.cached(dir) {
+		fmt.Fprintf(log, "using cached kernel %s (%s)\n", k.vmlinux, k.release)
+		return k, nil
+	}
+	// One compile at a time per cache: a second builder (parallel test
+	// binaries, two terminals) waits, then finds the first one's kernel.
+	unlock, err := lockDir(cacheDir, log)
+	if err != nil {
+		return k, err
+	}
+	defer unlock()
+	if k.cached(dir) {
+		fmt.Fprintf(log, "using cached kernel %s (%s)\n", k.vmlinux, k.release)
+		return k, nil
+	}
+	// Holding the lock, any build dir left is from a builder that died.
+	stale, _ := filepath.Glob(filepath.Join(cacheDir, "build-*"))
+	for _, d := range stale {
+		_ = os.RemoveAll(d)
 	}
 	if err := checkKernelToolchain(); err != nil {
 		return k, err
@@ -100,10 +114,7 @@ func buildKernel(ctx context.Context, cacheDir, debDir string, log io.Writer) (b
 	if err != nil {
 		return k, err
 	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return k, fmt.Errorf("create kernel cache: %w", err)
-	}
-	work, err := os.MkdirTemp(filepath.Dir(dir), "build-")
+	work, err := os.MkdirTemp(cacheDir, "build-")
 	if err != nil {
 		return k, fmt.Errorf("create kernel build dir: %w", err)
 	}
@@ -160,6 +171,39 @@ func checkKernelToolchain() error {
 		return fmt.Errorf("compiling the guest kernel needs %s: run scripts/setup.sh (apt-get install gcc make flex bison bc libelf-dev xz-utils), or build with --kernel debian", strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// cached reports whether dir holds a complete kernel (the release file is
+// written last), filling in the release.
+func (k *builtKernel) cached(dir string) bool {
+	rel, err := os.ReadFile(filepath.Join(dir, "release"))
+	if err != nil {
+		return false
+	}
+	if _, err := os.Stat(k.vmlinux); err != nil {
+		return false
+	}
+	k.release = strings.TrimSpace(string(rel))
+	return true
+}
+
+// lockDir takes an exclusive flock on dir/.lock, saying so when it must wait.
+func lockDir(dir string, log io.Writer) (func(), error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create kernel cache: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock kernel cache: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		fmt.Fprintf(log, "waiting for another voidbox compiling the kernel in %s\n", dir)
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock kernel cache: %w", err)
+		}
+	}
+	return func() { f.Close() }, nil
 }
 
 // unpackKernelSource extracts the .deb and the source tarball inside it.
@@ -267,6 +311,9 @@ func compileKernel(ctx context.Context, src string, log io.Writer) error {
 	jobs := fmt.Sprint(runtime.NumCPU())
 	cmd := exec.CommandContext(ctx, "make", "-j"+jobs, "vmlinux")
 	cmd.Dir = src
+	// make's compilers must stop with it on Ctrl-C: kill the whole group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.Env = append(os.Environ(), kbuildEnv()...)
 	pr, pw := io.Pipe()
 	cmd.Stdout = pw
