@@ -14,7 +14,7 @@ import (
 // parses and resolves in its dialect), fmt formats, to a fixed point. Format itself
 // checks that the result is the same program with the same comments.
 func FuzzFormat(f *testing.F) {
-	for _, pattern := range []string{"testdata/dialect/*.star", "../examples/*.star", "../stdlib/*.star"} {
+	for _, pattern := range []string{"testdata/dialect/*.star*", "../examples/*.star", "../stdlib/*.star"} {
 		files, _ := filepath.Glob(pattern)
 		for _, p := range files {
 			if b, err := os.ReadFile(p); err == nil {
