@@ -41,10 +41,7 @@ func layout(filename string, src *source, keep map[int]bool) (out []byte, culpri
 	if err != nil {
 		return nil, nil, err
 	}
-	out, err = realign(out, probe, alignProbe, len(h.whileHeader())-len("while "))
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", filename, err)
-	}
+	out = realign(out, probe, alignProbe, len(h.whileHeader())-len("while "))
 	return h.restore(out), culprits, nil
 }
 
@@ -84,18 +81,35 @@ func printHidden(filename string, src *source, pad int, keep map[int]bool) (*hid
 		}
 		return nil, nil, nil, fmt.Errorf("%s: cannot format: %w", filename, err)
 	}
+	out, err := printFile(bf)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: cannot format: %w", filename, err)
+	}
+	return h, bf, out, nil
+}
+
+// printFile lays out bf. buildifier's parser turns its own panics into errors; its printer
+// does not, and it was written for another grammar.
+func printFile(bf *build.File) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error in buildifier's printer: %v", r)
+		}
+	}()
 	(&build.Rewriter{RewriteSet: rewriteSet}).Rewrite(bf)
-	return h, bf, build.FormatWithoutRewriting(bf), nil
+	return build.FormatWithoutRewriting(bf), nil
 }
 
 // realign moves left by shift every line of out that probe, printed with a sentinel pad
 // columns longer, indents exactly pad columns deeper: such a line is aligned with
 // something on a while header, which gets shift columns shorter when `while` returns.
-func realign(out, probe []byte, pad, shift int) ([]byte, error) {
+// (buildifier breaks lines where the source does, not by width, so the two prints have
+// the same lines; should they not, out is left alone: only its looks suffer.)
+func realign(out, probe []byte, pad, shift int) []byte {
 	lines := bytes.Split(out, []byte("\n"))
 	probes := bytes.Split(probe, []byte("\n"))
 	if len(lines) != len(probes) {
-		return nil, fmt.Errorf("internal error: the alignment probe printed %d lines, not %d", len(probes), len(lines))
+		return out
 	}
 	for i, line := range lines {
 		text := bytes.TrimLeft(line, " ")
@@ -105,5 +119,5 @@ func realign(out, probe []byte, pad, shift int) ([]byte, error) {
 			lines[i] = line[shift:]
 		}
 	}
-	return bytes.Join(lines, []byte("\n")), nil
+	return bytes.Join(lines, []byte("\n"))
 }

@@ -152,11 +152,12 @@ func (s *source) commentsAround(i int) []string {
 	if i+1 < len(s.stmts) {
 		to = s.stmts[i+1]
 	}
+	byOff := func(c comment, off int) int { return c.off - off }
+	i0, _ := slices.BinarySearchFunc(s.comments, from, byOff)
+	i1, _ := slices.BinarySearchFunc(s.comments, to, byOff)
 	var texts []string
-	for _, c := range s.comments {
-		if from <= c.off && c.off < to {
-			texts = append(texts, c.text)
-		}
+	for _, c := range s.comments[i0:i1] {
+		texts = append(texts, c.text)
 	}
 	slices.Sort(texts)
 	return texts

@@ -8,7 +8,8 @@
 // go.starlark.net recorded, into something it can (`while` into a `for` over a fresh
 // name; see hide.go), and put back into the printed text. Finally the result is parsed
 // again and compared with the original node by node and comment by comment, so fmt never
-// writes a program that means something else.
+// writes a program that means something else, and formatted again, so fmt is a fixed
+// point. A top-level statement that fails either check is left as written.
 package starfmt
 
 import (
