@@ -16,6 +16,10 @@ func runDoctor(args []string, env *cliEnv) int {
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
+	if err := vs.validate(); err != nil {
+		fmt.Fprintf(env.stderr, "voidbox doctor: %v\n", err)
+		return exitUsage
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out := env.stdout
@@ -49,7 +53,8 @@ func runDoctor(args []string, env *cliEnv) int {
 		kvmWorks = true
 		row("kvm", "ok", "a probe boot of the guest image under KVM succeeded")
 	case d.KVMProbe != nil:
-		row("kvm", "BROKEN", "/dev/kvm exists but a probe boot failed: "+d.KVMProbe.Detail+"; QEMU uses TCG (software emulation)")
+		// Detail says "KVM probe boot failed: why" already.
+		row("kvm", "BROKEN", "/dev/kvm exists, but "+d.KVMProbe.Detail+"; QEMU uses TCG (software emulation)")
 	case d.KVMProbeError != "":
 		row("kvm", "unknown", "probe could not run: "+d.KVMProbeError)
 	default:

@@ -2,16 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
-	"time"
 
 	"github.com/voidbox/voidbox/runtime"
 	vstar "github.com/voidbox/voidbox/starlark"
@@ -24,6 +18,7 @@ func runExec(args []string, env *cliEnv) int {
 	maxParallel := fs.Int("max-parallel", 0, "stages running at once (default: number of CPUs)")
 	timeout := fs.Duration("timeout", 0, "cancel the whole run after this long (e.g. 10m; 0 = no limit)")
 	asJSON := fs.Bool("json", false, "print the run result as JSON on stdout instead of the live view")
+	verbose := addVerboseFlag(fs)
 	vmFlags := addVMFlags(fs)
 	if code, done := parseFlags(fs, args); done {
 		return code
@@ -41,93 +36,159 @@ func runExec(args []string, env *cliEnv) int {
 		fmt.Fprintf(env.stderr, "voidbox exec: --max-parallel must be >= 0, got %d\n", *maxParallel)
 		return exitUsage
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if *timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
-		defer cancel()
+	if *timeout < 0 {
+		fmt.Fprintf(env.stderr, "voidbox exec: --timeout must be 0 (no limit) or more, got %s\n", *timeout)
+		return exitUsage
 	}
-	provider, closeProvider, err := openProvider(*sandbox, *vmFlags, env.stderr)
+	ctx, cancel, stop := runContext(*timeout, cancelSignals...)
+	defer stop()
+	x := &execution{
+		ctx:    ctx,
+		env:    env,
+		stdout: &stdoutWriter{w: env.stdout, onErr: cancel}, // what the run prints can reach no one: stop it
+		asJSON: *asJSON,
+		file:   fs.Arg(0),
+		runner: &execRunner{exec: &runtime.Executor{MaxParallel: *maxParallel}},
+	}
+	provider, closeProvider, err := openProvider(ctx, *sandbox, *vmFlags, *verbose, env.stderr)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "voidbox exec: %v\n", err)
-		if errors.Is(err, errUsage) {
-			return exitUsage
+		if ctx.Err() != nil { // a signal during a probe boot
+			x.interrupted = true
+			return x.finish()
 		}
-		return exitFailed
+		fmt.Fprintf(env.stderr, "voidbox exec: %v\n", err)
+		return exitCodeFor(err)
 	}
 	defer closeProvider()
-
-	runner := &execRunner{exec: &runtime.Executor{Provider: provider, MaxParallel: *maxParallel}}
-	if !*asJSON {
-		view := newLiveView(env.stderr)
-		runner.exec.OnEvent = view.event
-	}
-	opts := vstar.Options{Args: argMap, Runner: runner, Context: ctx}
+	x.runner.exec.Provider = provider
+	opts := vstar.Options{Args: argMap, Runner: x.runner, Context: ctx, Print: printTo(x.stdout)}
 	if *asJSON {
 		// stdout carries the JSON document alone; print() goes to stderr.
 		opts.Print = printTo(env.stderr)
 	} else {
-		opts.Print = printTo(env.stdout)
+		x.runner.exec.OnEvent = newLiveView(env.stderr).event
 	}
-	file := fs.Arg(0)
-	prog, err := vstar.ExecFile(file, opts)
-	if err != nil {
-		fmt.Fprintln(env.stderr, vstar.FormatError(err))
-		if ctx.Err() != nil {
-			fmt.Fprintf(env.stderr, "voidbox exec: run stopped: %v\n", context.Cause(ctx))
-			return exitFailed
-		}
+	prog, err := vstar.ExecFile(x.file, opts)
+	if err != nil && ctx.Err() != nil {
+		// Cancelled: finish says so once, in voidbox's words rather than Starlark's.
+		x.interrupted = true
+	} else if !x.afterProgram(prog, err) {
 		return exitUsage
 	}
-	if prog.RanGraphs == 0 {
-		if prog.Pipeline == nil {
-			fmt.Fprintf(env.stderr, "voidbox exec: %s calls no run() and defines no global `pipeline`; add `pipeline = pipe(...)` or call run(...)\n", file)
-			return exitUsage
+	return x.finish()
+}
+
+// execution is one `voidbox exec` once its flags are parsed.
+type execution struct {
+	ctx    context.Context
+	env    *cliEnv
+	stdout *stdoutWriter
+	asJSON bool
+	file   string
+	runner *execRunner
+	// interrupted is set when the cancellation stopped the program itself, not only a run.
+	interrupted bool
+}
+
+// afterProgram handles how the program ended: it reports a bad program, or runs its
+// `pipeline` and prints its output. It returns false for a bad program (exit code 2),
+// already reported.
+func (x *execution) afterProgram(prog *vstar.Program, err error) bool {
+	switch {
+	case err != nil:
+		fmt.Fprintln(x.env.stderr, vstar.FormatError(err))
+		return false
+	case prog.RanGraphs > 0:
+		if prog.Pipeline != nil {
+			fmt.Fprintf(x.env.stderr, "voidbox exec: %s defines pipeline but also calls run(); pipeline is not run (it runs only when the program makes no run() call)\n", x.file)
 		}
-		res, err := runner.Run(ctx, prog.Pipeline)
-		if err != nil {
-			fmt.Fprintf(env.stderr, "voidbox exec: %s: %v\n", file, err)
-			return exitUsage
-		}
-		if !*asJSON && res.Output != "" {
-			fmt.Fprint(env.stdout, res.Output)
-			if !strings.HasSuffix(res.Output, "\n") {
-				fmt.Fprintln(env.stdout)
-			}
+		return true
+	case prog.Pipeline == nil:
+		fmt.Fprintf(x.env.stderr, "voidbox exec: %s calls no run() and defines no global `pipeline`; add `pipeline = pipe(...)` or call run(...)\n", x.file)
+		return false
+	}
+	res, err := x.runner.Run(x.ctx, prog.Pipeline)
+	if err != nil {
+		fmt.Fprintf(x.env.stderr, "voidbox exec: %s: global pipeline: %v\n", x.file, err)
+		return false
+	}
+	if !x.asJSON && res.Output != "" {
+		fmt.Fprint(x.stdout, res.Output)
+		if !strings.HasSuffix(res.Output, "\n") {
+			fmt.Fprintln(x.stdout)
 		}
 	}
-	if *asJSON {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(runner.last()); err != nil {
-			fmt.Fprintf(env.stderr, "voidbox exec: encode result: %v\n", err)
-			return exitFailed
-		}
+	return true
+}
+
+// finish prints the JSON document (with --json) and one message on how the run was
+// cancelled or why its output was lost, and returns the exit code.
+func (x *execution) finish() int {
+	// A cancellation is reported unless it was a failed write to stdout (reported as
+	// such) or came when everything had already succeeded.
+	cancelled := ""
+	var werr writeError
+	if x.ctx.Err() != nil && !errors.As(context.Cause(x.ctx), &werr) && (x.interrupted || !x.runner.allOK()) {
+		cancelled = reasonOf(x.ctx)
 	}
-	if !runner.allOK() {
-		return exitFailed
+	if x.asJSON {
+		// A failed write is kept by x.stdout and reported below.
+		_ = writeJSON(x.stdout, execJSON(x.runner.last(), cancelled))
 	}
-	return exitOK
+	code := exitOK
+	if cancelled != "" {
+		fmt.Fprintf(x.env.stderr, "voidbox exec: run cancelled: %s\n", cancelled)
+		code = exitFailed
+	}
+	if err := x.stdout.Err(); err != nil {
+		fmt.Fprintf(x.env.stderr, "voidbox exec: %v\n", err)
+		code = exitFailed
+	}
+	if !x.runner.allOK() {
+		code = exitFailed
+	}
+	return code
 }
 
 // execRunner runs graphs with the executor and remembers the results for the exit code
-// and --json.
+// and --json; it also knows whether a run is under way (the REPL waits for it to clean up).
 type execRunner struct {
 	exec    *runtime.Executor
 	mu      sync.Mutex
+	idle    *sync.Cond // signalled when running drops to 0
+	running int
 	results []*runtime.Result
 }
 
 func (r *execRunner) Run(ctx context.Context, root runtime.Node) (*runtime.Result, error) {
+	r.mu.Lock()
+	r.running++
+	r.mu.Unlock()
 	res, err := r.exec.Run(ctx, root)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.running--
+	if r.running == 0 && r.idle != nil {
+		r.idle.Broadcast()
+	}
 	if err != nil {
 		return nil, err
 	}
-	r.mu.Lock()
 	r.results = append(r.results, res)
-	r.mu.Unlock()
 	return res, nil
+}
+
+// waitIdle returns once no run is under way: the executor has stopped every stage and
+// closed every sandbox of the runs that were.
+func (r *execRunner) waitIdle() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.idle == nil {
+		r.idle = sync.NewCond(&r.mu)
+	}
+	for r.running > 0 {
+		r.idle.Wait()
+	}
 }
 
 func (r *execRunner) last() *runtime.Result {
@@ -148,42 +209,4 @@ func (r *execRunner) allOK() bool {
 		}
 	}
 	return true
-}
-
-// liveView prints one line per stage event to stderr.
-type liveView struct {
-	mu    sync.Mutex
-	w     io.Writer
-	start time.Time
-}
-
-func newLiveView(w io.Writer) *liveView {
-	return &liveView{w: w, start: time.Now()}
-}
-
-func (v *liveView) event(e runtime.Event) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	at := time.Since(v.start).Truncate(time.Millisecond)
-	switch e.Kind {
-	case runtime.EventStart:
-		if e.Attempt > 1 {
-			fmt.Fprintf(v.w, "[%8s] %-20s start (attempt %d)\n", at, e.Stage, e.Attempt)
-		} else {
-			fmt.Fprintf(v.w, "[%8s] %-20s start\n", at, e.Stage)
-		}
-	case runtime.EventRetry:
-		fmt.Fprintf(v.w, "[%8s] %-20s retry after: %v\n", at, e.Stage, e.Err)
-	case runtime.EventSkip:
-		fmt.Fprintf(v.w, "[%8s] %-20s skipped\n", at, e.Stage)
-	case runtime.EventEnd:
-		status, detail := "ok", ""
-		if e.Result != nil && e.Result.Status != runtime.StatusOK {
-			status = string(e.Result.Status)
-			if e.Result.Error != "" {
-				detail = ": " + e.Result.Error
-			}
-		}
-		fmt.Fprintf(v.w, "[%8s] %-20s %s in %s%s\n", at, e.Stage, status, e.Duration.Truncate(time.Millisecond), detail)
-	}
 }

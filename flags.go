@@ -29,3 +29,9 @@ func parseFlags(fs *pflag.FlagSet, args []string) (code int, done bool) {
 	}
 	return 0, false
 }
+
+// addVerboseFlag adds --verbose: the details behind voidbox's one-line notices, such as
+// QEMU's own text for why KVM failed its probe boot.
+func addVerboseFlag(fs *pflag.FlagSet) *bool {
+	return fs.Bool("verbose", false, "print the details behind notices (e.g. why the KVM probe boot failed, as QEMU said it)")
+}

@@ -93,15 +93,36 @@ func runVersion(args []string, env *cliEnv) int {
 	return exitOK
 }
 
-// errUsage marks an error caused by how voidbox was called.
-var errUsage = errors.New("usage")
+// usageError is an error caused by how voidbox was called (exit code 2). It prints as
+// the error it wraps, with no tag of its own: the message already says what was wrong.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// usageErrorf formats a usageError.
+func usageErrorf(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// isUsage says whether err (or an error it wraps) is a usageError.
+func isUsage(err error) bool {
+	var u usageError
+	return errors.As(err, &u)
+}
+
+// exitCodeFor is the exit code of a command that failed with err before running anything.
+func exitCodeFor(err error) int {
+	if isUsage(err) {
+		return exitUsage
+	}
+	return exitFailed
+}
 
 func parseSets(sets []string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, s := range sets {
 		k, v, ok := strings.Cut(s, "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("%w: --set %q: want key=value", errUsage, s)
+			return nil, usageErrorf("--set %q: want key=value", s)
 		}
 		out[k] = v
 	}

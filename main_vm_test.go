@@ -49,6 +49,36 @@ func TestVMExamples(t *testing.T) {
 	}
 }
 
+// Where KVM is broken (as on this project's machines) --accel auto says so in one short
+// sentence, once, before the first stage line; QEMU's own text is for --verbose.
+func TestVMAutoAccelNoticeComesFirst(t *testing.T) {
+	img := vmtest.Image(t)
+	for _, verbose := range []bool{false, true} {
+		args := []string{"exec", "--sandbox", "vm", "--accel", "auto", "--kernel", img.Kernel, "--initramfs", img.Initramfs}
+		if verbose {
+			args = append(args, "--verbose")
+		}
+		r := voidbox(t, append(args, "examples/hello.star")...)
+		if r.code != exitOK {
+			t.Fatalf("exit %d\nstderr: %s", r.code, r.stderr)
+		}
+		first, _, _ := strings.Cut(r.stderr, "\n")
+		if strings.HasPrefix(first, "[") {
+			continue // KVM works here: nothing to announce
+		}
+		if strings.Count(r.stderr, "TCG") != 1 || !strings.Contains(first, "TCG") {
+			t.Errorf("want one notice about TCG, first; stderr:\n%s", r.stderr)
+		}
+		if strings.HasPrefix(first, "voidbox: KVM does not work here") == verbose {
+			t.Errorf("verbose %v: first line %q", verbose, first)
+		}
+		if !verbose && (strings.Contains(first, "console") || !strings.HasSuffix(first, "Run 'voidbox doctor' for details.")) {
+			t.Errorf("the short notice carries QEMU's text: %q", first)
+		}
+		vmtest.WaitNoVMs(t, ownMarker(), 10*time.Second)
+	}
+}
+
 func TestVMFanOutEightConcurrentVMs(t *testing.T) {
 	vmtest.Require(t)
 	var boxes []string
@@ -117,12 +147,12 @@ func TestVMStageTimeoutAndAllowList(t *testing.T) {
 
 // startSlowRun starts voidbox as a separate process on a stage that runs for minutes
 // and returns once its VM is up.
-func startSlowRun(t *testing.T) (*exec.Cmd, string) {
+func startSlowRun(t *testing.T) (*exec.Cmd, string, *lockedBuffer) {
 	t.Helper()
 	prog := writeFile(t, t.TempDir(), "slow.star", `pipeline = box(name = "slow", cmd = ["sleep", "600"])`+"\n")
 	cmd := exec.Command(voidboxBin, vmArgs(t, prog)...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -137,12 +167,12 @@ func startSlowRun(t *testing.T) (*exec.Cmd, string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(2 * time.Second) // into the stage, not just the boot
-	return cmd, marker
+	return cmd, marker, stderr
 }
 
 func TestVMSigkillOfVoidboxLeavesNoVM(t *testing.T) {
 	vmtest.Require(t)
-	cmd, marker := startSlowRun(t)
+	cmd, marker, _ := startSlowRun(t)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -157,24 +187,33 @@ func TestVMSigkillOfVoidboxLeavesNoVM(t *testing.T) {
 	}
 }
 
-func TestVMInterruptCleansUp(t *testing.T) {
+// Ctrl-C, a kill and a closed terminal each cancel a VM run: exit code 1, one message
+// naming the signal, no VMM process and no state dir left.
+func TestVMSignalsCleanUp(t *testing.T) {
 	vmtest.Require(t)
-	cmd, marker := startSlowRun(t)
-	start := time.Now()
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	err := cmd.Wait()
-	var exitErr *exec.ExitError
-	if !errorsAs(err, &exitErr) || exitErr.ExitCode() != exitFailed {
-		t.Fatalf("after Ctrl-C: %v, want exit code %d", err, exitFailed)
-	}
-	if d := time.Since(start); d > 30*time.Second {
-		t.Errorf("Ctrl-C took %s to finish", d)
-	}
-	vmtest.WaitNoVMs(t, marker, 5*time.Second)
-	if dirs := vmtest.StateDirs(cmd.Process.Pid); len(dirs) > 0 {
-		t.Fatalf("state dirs left after Ctrl-C: %v", dirs)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(signalNames[sig], func(t *testing.T) {
+			cmd, marker, stderr := startSlowRun(t)
+			start := time.Now()
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			err := cmd.Wait()
+			var exitErr *exec.ExitError
+			if !errorsAs(err, &exitErr) || exitErr.ExitCode() != exitFailed {
+				t.Fatalf("after %s: %v, want exit code %d; stderr:\n%s", signalNames[sig], err, exitFailed, stderr)
+			}
+			if want := "voidbox exec: run cancelled: received " + signalNames[sig] + "\n"; strings.Count(stderr.String(), want) != 1 {
+				t.Errorf("want %q once; stderr:\n%s", want, stderr)
+			}
+			if d := time.Since(start); d > 30*time.Second {
+				t.Errorf("%s took %s to finish", signalNames[sig], d)
+			}
+			vmtest.WaitNoVMs(t, marker, 5*time.Second)
+			if dirs := vmtest.StateDirs(cmd.Process.Pid); len(dirs) > 0 {
+				t.Fatalf("state dirs left after %s: %v", signalNames[sig], dirs)
+			}
+		})
 	}
 }
 
@@ -196,6 +235,9 @@ func TestDoctorAndGuestInfo(t *testing.T) {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("doctor output lacks %q:\n%s", want, r.stdout)
 		}
+	}
+	if strings.Contains(r.stdout, "failed: KVM probe boot failed") {
+		t.Errorf("doctor says the probe failed twice:\n%s", r.stdout)
 	}
 	r = voidbox(t, "doctor", "--kernel", filepath.Join(t.TempDir(), "missing-vmlinuz"))
 	if r.code != exitFailed || !strings.Contains(r.stdout, doctorRow("guest image", "MISSING")) {

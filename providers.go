@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -38,17 +39,40 @@ func addVMFlags(fs *pflag.FlagSet) *vmSettings {
 	return s
 }
 
+// validate checks the VM flags (and $VOIDBOX_ACCEL) whatever the sandbox, so a typo is a
+// usage error at once rather than a failure, or nothing, later.
+func (vs vmSettings) validate() error {
+	switch vs.vmm {
+	case "auto", "cloud-hypervisor", "qemu":
+	default:
+		return usageErrorf("--vmm must be auto, cloud-hypervisor or qemu, got %q", vs.vmm)
+	}
+	accel, from := vs.accel, "--accel"
+	if accel == "" {
+		accel, from = os.Getenv(qemu.EnvAccel), "$"+qemu.EnvAccel
+	}
+	switch accel {
+	case "", "auto", "kvm", "tcg":
+		return nil
+	}
+	return usageErrorf("%s must be auto, kvm or tcg, got %q", from, accel)
+}
+
 // openProvider builds the sandbox provider a run asked for. The returned func releases
-// what the provider holds.
-func openProvider(kind string, vs vmSettings, warn io.Writer) (runtime.Provider, func(), error) {
+// what the provider holds. Notices about the sandbox (the local sandbox's warning, the
+// TCG fallback) go to warn now, before any stage runs; verbose adds their details.
+func openProvider(ctx context.Context, kind string, vs vmSettings, verbose bool, warn io.Writer) (runtime.Provider, func(), error) {
 	noop := func() {}
+	if err := vs.validate(); err != nil {
+		return nil, noop, err
+	}
 	switch kind {
 	case "mock":
 		script := mock.Script{}
 		if path := os.Getenv(envMockScript); path != "" {
 			var err error
 			if script, err = mock.LoadScript(path); err != nil {
-				return nil, noop, fmt.Errorf("%w: $%s: %v", errUsage, envMockScript, err)
+				return nil, noop, usageErrorf("$%s: %w", envMockScript, err)
 			}
 		}
 		return mock.New(script), noop, nil
@@ -57,18 +81,18 @@ func openProvider(kind string, vs vmSettings, warn io.Writer) (runtime.Provider,
 		fmt.Fprintln(warn, local.Warning)
 		return local.New(io.Discard), noop, nil
 	case "auto", "vm":
-		p, err := openVM(vs, warn)
+		p, err := openVM(ctx, vs, verbose, warn)
 		if err != nil {
 			return nil, noop, err
 		}
 		return p, noop, nil
 	}
-	return nil, noop, fmt.Errorf("%w: --sandbox must be auto, vm, local or mock, got %q", errUsage, kind)
+	return nil, noop, usageErrorf("--sandbox must be auto, vm, local or mock, got %q", kind)
 }
 
 // openVM resolves the guest image and picks the VMM: Cloud Hypervisor when its binary
 // is here and a probe boot under KVM succeeds, else QEMU (KVM if its probe boots, else TCG).
-func openVM(vs vmSettings, warn io.Writer) (*vm.Provider, error) {
+func openVM(ctx context.Context, vs vmSettings, verbose bool, warn io.Writer) (*vm.Provider, error) {
 	if _, err := vmstate.Sweep(); err != nil {
 		fmt.Fprintf(warn, "voidbox: warning: cleaning up after earlier runs: %v\n", err)
 	}
@@ -76,14 +100,14 @@ func openVM(vs vmSettings, warn io.Writer) (*vm.Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("no microVM sandbox: %w\n(or run stages as host processes, without isolation: --sandbox local)", err)
 	}
-	vmm, err := chooseVMM(vs, img, warn)
+	vmm, err := chooseVMM(ctx, vs, img, verbose, warn)
 	if err != nil {
 		return nil, err
 	}
 	return vm.New(vm.Options{VMM: vmm, Kernel: img.Kernel, Initramfs: img.Initramfs})
 }
 
-func chooseVMM(vs vmSettings, img guestimage.Image, warn io.Writer) (runtime.VMM, error) {
+func chooseVMM(ctx context.Context, vs vmSettings, img guestimage.Image, verbose bool, warn io.Writer) (runtime.VMM, error) {
 	switch vs.vmm {
 	case "cloud-hypervisor":
 		if _, err := chv.Available(); err != nil {
@@ -94,27 +118,65 @@ func chooseVMM(vs vmSettings, img guestimage.Image, warn io.Writer) (runtime.VMM
 		}
 		return chv.New(chv.Options{}), nil
 	case "qemu":
-		return newQEMU(vs, warn)
+		return newQEMU(ctx, vs, img, verbose, warn)
 	case "auto":
 		if _, err := chv.Available(); err == nil && chv.KVMUsable() == nil {
 			d := chv.New(chv.Options{})
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			ok, detail := d.ProbeBoot(ctx, img.Kernel, img.Initramfs)
+			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			ok, detail := d.ProbeBoot(pctx, img.Kernel, img.Initramfs)
 			cancel()
 			if ok {
 				return d, nil
 			}
-			fmt.Fprintf(warn, "voidbox: Cloud Hypervisor is installed but its probe boot failed (%s); using QEMU\n", detail)
+			if verbose {
+				fmt.Fprintf(warn, "voidbox: Cloud Hypervisor is installed but its probe boot failed (%s); using QEMU\n", detail)
+			} else {
+				fmt.Fprintln(warn, "voidbox: Cloud Hypervisor is installed but its probe boot failed; using QEMU. Run 'voidbox doctor' for details.")
+			}
 		}
-		return newQEMU(vs, warn)
+		return newQEMU(ctx, vs, img, verbose, warn)
 	}
-	return nil, fmt.Errorf("%w: --vmm must be auto, cloud-hypervisor or qemu, got %q", errUsage, vs.vmm)
+	return nil, usageErrorf("--vmm must be auto, cloud-hypervisor or qemu, got %q", vs.vmm)
 }
 
-func newQEMU(vs vmSettings, warn io.Writer) (runtime.VMM, error) {
-	v, err := qemu.New(qemu.Options{Accel: vs.accel, Notice: warn})
+func newQEMU(ctx context.Context, vs vmSettings, img guestimage.Image, verbose bool, warn io.Writer) (runtime.VMM, error) {
+	var notice bytes.Buffer
+	v, err := qemu.New(qemu.Options{Accel: vs.accel, Notice: &notice})
 	if err != nil {
 		return nil, fmt.Errorf("no microVM sandbox: %w\n(run 'voidbox doctor' for what is missing and how to install it)", err)
 	}
+	if err := settleAccel(ctx, v, img, &notice, verbose, warn); err != nil {
+		return nil, err
+	}
 	return v, nil
+}
+
+// accelSettler is the part of *qemu.VMM that settles the accelerator; tests fake it.
+type accelSettler interface {
+	Accel(ctx context.Context, kernel, initramfs string) (string, error)
+}
+
+// settleAccel makes QEMU's accelerator choice now, so that a fallback to TCG is announced
+// once, before the first stage line, rather than by whichever stage boots first. notice
+// is the buffer the driver writes its fallback notice to: its detail (QEMU's failure
+// text) is for --verbose and 'voidbox doctor'; everyone else gets one short sentence.
+func settleAccel(ctx context.Context, v accelSettler, img guestimage.Image, notice *bytes.Buffer, verbose bool, warn io.Writer) error {
+	accel, err := v.Accel(ctx, img.Kernel, img.Initramfs)
+	if err != nil {
+		return fmt.Errorf("no microVM sandbox: choose QEMU's accelerator: %w", err)
+	}
+	if accel != "tcg" || notice.Len() == 0 {
+		return nil // KVM works, or TCG was asked for: nothing to announce
+	}
+	// A notice that cannot be written (stderr gone) is no reason to stop the run.
+	if verbose {
+		_, _ = warn.Write(notice.Bytes())
+		return nil
+	}
+	why := "probe boot failed"
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		why = "no /dev/kvm"
+	}
+	fmt.Fprintf(warn, "voidbox: KVM does not work here (%s); using QEMU with TCG software emulation (slower). Run 'voidbox doctor' for details.\n", why)
+	return nil
 }

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/voidbox/voidbox/runtime"
+)
+
+// liveView prints one line per stage event to stderr:
+//
+//	[   1.203s] shout                ok in 410ms
+//
+// The stamp is the time since the view started, always in seconds with milliseconds,
+// right-aligned so the columns line up.
+type liveView struct {
+	mu    sync.Mutex
+	w     io.Writer
+	start time.Time
+}
+
+func newLiveView(w io.Writer) *liveView {
+	return &liveView{w: w, start: time.Now()}
+}
+
+func (v *liveView) event(e runtime.Event) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	fmt.Fprintf(v.w, "%s %-20s %s\n", stamp(time.Since(v.start)), e.Stage, describeEvent(e))
+}
+
+// stamp is "[   1.203s]": seconds with three decimals in a fixed width (up to 9999.999s).
+func stamp(d time.Duration) string {
+	return fmt.Sprintf("[%8.3fs]", d.Truncate(time.Millisecond).Seconds())
+}
+
+// describeEvent is what the live view says about e after the stage name.
+func describeEvent(e runtime.Event) string {
+	switch e.Kind {
+	case runtime.EventStart:
+		if e.Attempt > 1 {
+			return fmt.Sprintf("start (attempt %d)", e.Attempt)
+		}
+		return "start"
+	case runtime.EventRetry:
+		return fmt.Sprintf("retry after: %v", e.Err)
+	case runtime.EventSkip:
+		return "skipped"
+	case runtime.EventEnd:
+		status, detail := "ok", ""
+		if e.Result != nil && e.Result.Status != runtime.StatusOK {
+			status = string(e.Result.Status)
+			// The stage's error repeats its status ("canceled: the run was cancelled")
+			// so that it reads on its own in JSON; here the status was just said.
+			if why := strings.TrimPrefix(e.Result.Error, status+": "); why != "" {
+				detail = ": " + why
+			}
+		}
+		return fmt.Sprintf("%s in %s%s", status, duration(e.Duration), detail)
+	}
+	return string(e.Kind)
+}
+
+// duration is "410ms" under a second and "1.203s" from there on: milliseconds always,
+// never Go's variable "1.2s" / "1m2.5s".
+func duration(d time.Duration) string {
+	d = d.Truncate(time.Millisecond)
+	if d < time.Second {
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	}
+	return fmt.Sprintf("%.3fs", d.Seconds())
+}
