@@ -13,7 +13,10 @@ import (
 // one stage attempt and is closed by the executor when the attempt ends.
 type Sandbox interface {
 	// Exec runs a process and streams its output until it exits. A non-zero exit is
-	// reported in ExecResult, not as an error; errors mean the sandbox failed.
+	// reported in ExecResult, not as an error; errors mean the process could not run or
+	// the sandbox failed. The caller names the command (the executor reports
+	// "exec ARGS0: ERR"), so errors say why without repeating Args[0]; a program that
+	// does not exist wraps ErrCommandNotFound.
 	Exec(ctx context.Context, req ExecRequest) (ExecResult, error)
 	// WriteFile writes a file inside the sandbox's allowed roots.
 	WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error
@@ -45,6 +48,13 @@ type ExecResult struct {
 // capability that sandbox kind does not have: retrying cannot help, so the executor
 // does not retry it.
 var ErrUnsupported = errors.New("not supported by this sandbox")
+
+// ErrCommandNotFound is wrapped by Sandbox.Exec when the program does not exist in the
+// sandbox. Every sandbox words it the same way, saying where it looked:
+// "executable file not found in the host's $PATH" (local), "... in the guest's $PATH"
+// (vm). The search path is named, not listed: its value is the sandbox's business and
+// long host PATHs buried the message.
+var ErrCommandNotFound = errors.New("executable file not found")
 
 // SandboxSpec is what a provider needs to open a sandbox for a stage.
 type SandboxSpec struct {

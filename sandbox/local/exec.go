@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
@@ -30,10 +31,11 @@ const drainGrace = 2 * time.Second
 
 // Exec implements runtime.Sandbox: it runs req.Args as a new process group in the
 // workspace and kills the whole group when the process exits, times out or ctx ends.
+// Its errors do not repeat req.Args[0] or the stage: the caller names the command.
 func (s *Sandbox) Exec(ctx context.Context, req runtime.ExecRequest) (runtime.ExecResult, error) {
 	cmd, err := s.command(req)
 	if err != nil {
-		return runtime.ExecResult{}, fmt.Errorf("local sandbox %s: %w", s.name, err)
+		return runtime.ExecResult{}, err
 	}
 	if req.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -42,20 +44,20 @@ func (s *Sandbox) Exec(ctx context.Context, req runtime.ExecRequest) (runtime.Ex
 	}
 	p, err := openPipes(cmd, req)
 	if err != nil {
-		return runtime.ExecResult{}, fmt.Errorf("local sandbox %s: %w", s.name, err)
+		return runtime.ExecResult{}, err
 	}
 	defer p.closeAll()
 	if err := ctx.Err(); err != nil {
-		return runtime.ExecResult{}, fmt.Errorf("local sandbox %s: exec %s: %w", s.name, req.Args[0], err)
+		return runtime.ExecResult{}, err
 	}
 	if err := cmd.Start(); err != nil {
-		return runtime.ExecResult{}, fmt.Errorf("local sandbox %s: exec %s: %w", s.name, req.Args[0], err)
+		return runtime.ExecResult{}, err
 	}
 	pgid := cmd.Process.Pid // Setpgid with Pgid 0: the group id is the child's pid
 	if !s.track(pgid) {
 		killGroup(pgid)
 		_ = cmd.Wait()
-		return runtime.ExecResult{}, fmt.Errorf("local sandbox %s: exec %s: sandbox closed", s.name, req.Args[0])
+		return runtime.ExecResult{}, errors.New("the local sandbox was closed")
 	}
 	defer s.untrack(pgid)
 	p.closeChildEnds()
@@ -78,7 +80,7 @@ func (s *Sandbox) Exec(ctx context.Context, req runtime.ExecRequest) (runtime.Ex
 	var res runtime.ExecResult
 	var ee *exec.ExitError
 	if waitErr != nil && !errors.As(waitErr, &ee) {
-		return res, fmt.Errorf("local sandbox %s: wait %s: %w", s.name, req.Args[0], waitErr)
+		return res, fmt.Errorf("wait: %w", waitErr)
 	}
 	res.ExitCode = cmd.ProcessState.ExitCode()
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -89,7 +91,7 @@ func (s *Sandbox) Exec(ctx context.Context, req runtime.ExecRequest) (runtime.Ex
 			res.TimedOut = true
 			return res, nil
 		}
-		return res, fmt.Errorf("local sandbox %s: exec %s: %w", s.name, req.Args[0], ctxErr)
+		return res, ctxErr
 	}
 	return res, nil
 }
@@ -98,30 +100,30 @@ func (s *Sandbox) Exec(ctx context.Context, req runtime.ExecRequest) (runtime.Ex
 // looked up in the stage's environment.
 func (s *Sandbox) command(req runtime.ExecRequest) (*exec.Cmd, error) {
 	if len(req.Args) == 0 {
-		return nil, errors.New("exec: empty command")
+		return nil, errors.New("empty command")
 	}
 	args := make([]string, len(req.Args))
 	for i, a := range req.Args {
 		args[i] = rewrite(a, s.dir)
 	}
 	if len(s.allow) > 0 && !slices.Contains(s.allow, path.Base(req.Args[0])) && !slices.Contains(s.allow, req.Args[0]) {
-		return nil, fmt.Errorf("exec %s: not in the stage's allow list %v", req.Args[0], s.allow)
+		return nil, fmt.Errorf("not allowed by this box's allow list %v", s.allow)
 	}
 	dir := s.dir
 	if req.Dir != "" {
 		rel, err := s.rel(req.Dir)
 		if err != nil {
-			return nil, fmt.Errorf("exec %s: dir: %w", req.Args[0], err)
+			return nil, fmt.Errorf("dir: %w", err)
 		}
 		if fi, err := s.root.Stat(rel); err != nil || !fi.IsDir() {
-			return nil, fmt.Errorf("exec %s: dir %s is not a directory in the workspace", req.Args[0], req.Dir)
+			return nil, fmt.Errorf("dir %s is not a directory in the workspace", req.Dir)
 		}
 		dir = filepath.Join(s.dir, rel)
 	}
 	env := s.environ(req.Env)
 	bin, err := lookPath(args[0], envValue(env, "PATH"), dir)
 	if err != nil {
-		return nil, fmt.Errorf("exec %s: %w", req.Args[0], err)
+		return nil, err
 	}
 	cmd := &exec.Cmd{
 		Path:        bin,
@@ -167,6 +169,9 @@ func lookPath(name, pathEnv, dir string) (string, error) {
 			name = filepath.Join(dir, name)
 		}
 		if err := executable(name); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return "", fmt.Errorf("%w: %w", runtime.ErrCommandNotFound, err)
+			}
 			return "", err
 		}
 		return name, nil
@@ -180,8 +185,12 @@ func lookPath(name, pathEnv, dir string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("executable %q not found in PATH %s", name, pathEnv)
+	return "", errNotInPath
 }
+
+// errNotInPath names the search path without listing it: a host PATH is long, and its
+// value is the host's business.
+var errNotInPath = fmt.Errorf("%w in the host's $PATH", runtime.ErrCommandNotFound)
 
 func executable(p string) error {
 	fi, err := os.Stat(p)

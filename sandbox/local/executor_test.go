@@ -165,3 +165,22 @@ func TestRunawayOutputStopped(t *testing.T) {
 	}
 	waitGone(t, "voidbox-runaway-303")
 }
+
+// A missing command is reported once, with the search path named, not dumped: the
+// executor names the command, the sandbox says why.
+func TestMissingCommandMessage(t *testing.T) {
+	e := &runtime.Executor{Provider: provider(t)}
+	for _, tc := range []struct{ cmd, want string }{
+		{"no-such-binary-voidbox", "stage nocmd: exec no-such-binary-voidbox: executable file not found in the host's $PATH"},
+		{"/workspace/missing.sh", "stage nocmd: exec /workspace/missing.sh: executable file not found: stat "},
+	} {
+		s := &runtime.Stage{Name: "nocmd", Cmd: []string{tc.cmd}, OnFailure: runtime.FailStop}
+		res, err := e.Run(context.Background(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(res.Error, tc.want) || strings.Count(res.Error, tc.cmd) != 1 || strings.Contains(res.Error, "local sandbox") {
+			t.Errorf("Error = %q, want %q... naming the command once", res.Error, tc.want)
+		}
+	}
+}

@@ -125,8 +125,17 @@ func TestMountsAndAllow(t *testing.T) {
 	if res, out, _ := run(t, sb, runtime.ExecRequest{Args: []string{"echo", "ok"}}); res.ExitCode != 0 || out != "ok\n" {
 		t.Errorf("allowed echo: %+v %q", res, out)
 	}
-	if _, err := sb.Exec(context.Background(), runtime.ExecRequest{Args: []string{"no-such-binary-voidbox"}}); err == nil {
-		t.Error("missing binary: no error")
+}
+
+func TestMissingCommand(t *testing.T) {
+	sb := open(t, New(nil), runtime.SandboxSpec{Name: "nocmd"})
+	_, err := sb.Exec(context.Background(), runtime.ExecRequest{Args: []string{"no-such-binary-voidbox"}})
+	if !errors.Is(err, runtime.ErrCommandNotFound) || err.Error() != "executable file not found in the host's $PATH" {
+		t.Errorf("missing binary: error %v, want runtime.ErrCommandNotFound naming the host's $PATH", err)
+	}
+	_, err = sb.Exec(context.Background(), runtime.ExecRequest{Args: []string{"./missing"}})
+	if !errors.Is(err, runtime.ErrCommandNotFound) || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing ./missing: error %v, want runtime.ErrCommandNotFound", err)
 	}
 }
 

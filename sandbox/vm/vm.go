@@ -122,10 +122,16 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 	return sb, nil
 }
 
-// connect dials the agent and authenticates, giving up when the VM dies, ctx ends or
-// the boot timeout passes.
+// connect dials the agent and authenticates, giving up when the VM dies or ctx ends;
+// a ctx without a deadline gets runtime.BootTimeout (the executor sets its own, so its
+// BootTimeout governs).
 func (p *Provider) connect(ctx context.Context, m runtime.Machine, secret string) (*proto.Client, error) {
-	ctx, cancel := context.WithTimeout(ctx, runtime.BootTimeout)
+	var cancel context.CancelFunc
+	if _, ok := ctx.Deadline(); ok {
+		ctx, cancel = context.WithCancel(ctx)
+	} else {
+		ctx, cancel = context.WithTimeout(ctx, runtime.BootTimeout)
+	}
 	defer cancel()
 	go func() {
 		select {
@@ -159,15 +165,34 @@ type Sandbox struct {
 
 // Exec implements runtime.Sandbox.
 func (s *Sandbox) Exec(ctx context.Context, req runtime.ExecRequest) (runtime.ExecResult, error) {
+	if len(req.Args) == 0 {
+		return runtime.ExecResult{}, errors.New("empty command") // execError needs Args[0]
+	}
 	res, err := s.client.Exec(ctx, proto.ExecRequest{
 		Args: req.Args, Env: req.Env, Dir: req.Dir,
 		Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr,
 		Timeout: req.Timeout,
 	})
 	if err != nil {
-		return runtime.ExecResult{}, s.explain(err)
+		return runtime.ExecResult{}, execError(req.Args[0], s.explain(err))
 	}
 	return runtime.ExecResult{ExitCode: res.ExitCode, Signal: res.Signal, TimedOut: res.TimedOut}, nil
+}
+
+// errNotInGuestPath is the local sandbox's wording for a missing program, said of the
+// guest: the agent's own message lists the guest's PATH and repeats the name, which the
+// executor already gives ("exec NAME: ...").
+var errNotInGuestPath = fmt.Errorf("%w in the guest's $PATH", runtime.ErrCommandNotFound)
+
+// execError rewords the agent's refusal of a program it found nowhere in PATH. A name
+// with a slash was not searched for; the agent's message (which says whether the file
+// is missing or not executable) stands.
+func execError(name string, err error) error {
+	var remote *proto.RemoteError
+	if errors.As(err, &remote) && remote.Code == proto.CodeNotFound && !strings.Contains(name, "/") {
+		return errNotInGuestPath
+	}
+	return err
 }
 
 // WriteFile implements runtime.Sandbox.
