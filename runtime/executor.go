@@ -13,7 +13,8 @@ import (
 // concurrently, with timeouts, retries and failure domains.
 //
 // Result.OK is false when the run stopped: a stage with on_failure="stop" failed (after
-// its retries) or ctx was cancelled. A stage with on_failure="continue" that fails keeps
+// its retries), a fan_out's output would exceed MaxOutputBytes, or ctx was cancelled.
+// A stage with on_failure="continue" that fails keeps
 // its status "failed" and its error, passes "" on as its output, and leaves Result.OK
 // true: the author declared that failure acceptable. Result.Output is the root node's
 // output when OK, "" otherwise.
