@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/voidbox/voidbox/chv"
@@ -43,7 +44,11 @@ func runDoctor(args []string, env *cliEnv) int {
 	if qemuOK {
 		row("qemu", "ok", d.QEMUPath+" "+d.QEMUVersion)
 	} else {
-		row("qemu", "MISSING", d.QEMUError+"; fix: apt-get install qemu-system-x86")
+		detail := d.QEMUError
+		if !strings.Contains(detail, "apt-get install qemu-system-x86") { // the usual error says it already
+			detail += "; fix: apt-get install qemu-system-x86"
+		}
+		row("qemu", "MISSING", detail)
 	}
 	kvmWorks := false
 	switch {
@@ -57,6 +62,8 @@ func runDoctor(args []string, env *cliEnv) int {
 		row("kvm", "BROKEN", "/dev/kvm exists, but "+d.KVMProbe.Detail+"; QEMU uses TCG (software emulation)")
 	case d.KVMProbeError != "":
 		row("kvm", "unknown", "probe could not run: "+d.KVMProbeError)
+	case !qemuOK:
+		row("kvm", "unknown", "/dev/kvm exists; install QEMU (see above) so a probe boot can tell whether it works")
 	default:
 		row("kvm", "unknown", "/dev/kvm exists; build the guest image ('voidbox guest build') so a probe boot can tell whether it works")
 	}

@@ -198,3 +198,27 @@ func TestErrorsSayEachThingOnce(t *testing.T) {
 		t.Errorf("bad $VOIDBOX_ACCEL: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// doctor on a machine without QEMU names the fix once, and does not blame the guest image
+// (which is there) for the KVM probe that could not run.
+func TestDoctorWithoutQEMU(t *testing.T) {
+	dir := t.TempDir()
+	kernel, initramfs := writeFile(t, dir, "vmlinuz", "kernel"), writeFile(t, dir, "initramfs", "initramfs")
+	t.Setenv("PATH", t.TempDir()) // no qemu-system-x86_64, no cloud-hypervisor
+	r := voidbox(t, "doctor", "--kernel", kernel, "--initramfs", initramfs)
+	if r.code != exitFailed {
+		t.Fatalf("exit %d, want %d\n%s%s", r.code, exitFailed, r.stdout, r.stderr)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if name, _, ok := strings.Cut(line, " "); ok {
+			rows[name] = line
+		}
+	}
+	if q := rows["qemu"]; !strings.Contains(q, "MISSING") || strings.Count(q, "apt-get install qemu-system-x86") != 1 {
+		t.Errorf("qemu row %q: want MISSING and the fix once", q)
+	}
+	if k := rows["kvm"]; strings.Contains(k, "guest image") {
+		t.Errorf("kvm row %q blames the guest image, which is there", k)
+	}
+}
