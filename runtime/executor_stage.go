@@ -217,6 +217,8 @@ func (r *run) execute(sb Sandbox, s *Stage, input string, agent AgentRunner) (o 
 	switch {
 	case err != nil:
 		o.err = fmt.Errorf("exec %s: %w", s.Cmd[0], err)
+		// A program that does not exist will not appear on a retry.
+		o.permanent = errors.Is(err, ErrCommandNotFound)
 	case res.TimedOut:
 		o.err = errTimedOut
 	case res.ExitCode != 0 || res.Signal != "":
