@@ -17,7 +17,7 @@ func runExec(args []string, env *cliEnv) int {
 	sandbox := fs.String("sandbox", "auto", "where stages run: auto|vm|local|mock")
 	maxParallel := fs.Int("max-parallel", 0, "stages running at once (default: number of CPUs)")
 	timeout := fs.Duration("timeout", 0, "cancel the whole run after this long (e.g. 10m; 0 = no limit)")
-	asJSON := fs.Bool("json", false, "print the run result as JSON on stdout instead of the live view")
+	asJSON := fs.Bool("json", false, "print the last run's result as JSON on stdout instead of the live view (text that is not UTF-8 goes in NAME_base64 fields)")
 	verbose := addVerboseFlag(fs)
 	vmFlags := addVMFlags(fs)
 	if code, done := parseFlags(fs, args); done {
