@@ -148,7 +148,7 @@ func (b *Box) setSkillsAndLLM(a *boxArgs) error {
 func (b *Box) setResources(a *boxArgs) error {
 	s := &b.stage
 	var err error
-	if s.MemoryMB, err = wantIntIn("memory_mb", orDefault(a.memoryMB, starlark.MakeInt(512)), 64, 65536); err != nil {
+	if s.MemoryMB, err = wantIntIn("memory_mb", orDefault(a.memoryMB, starlark.MakeInt(512)), runtime.MinMemoryMB, runtime.MaxMemoryMB); err != nil {
 		return err
 	}
 	if s.VCPUs, err = wantIntIn("vcpus", orDefault(a.vcpus, starlark.MakeInt(1)), 1, 64); err != nil {

@@ -19,6 +19,15 @@ const (
 	FailContinue FailurePolicy = "continue"
 )
 
+// A stage's memory, in MiB. MinMemoryMB is the smallest box the default guest
+// image boots and runs a command in (tested at exactly this value by a real
+// VM test in sandbox/vm); Debian's cloud kernel needs MinMemoryMBDebianKernel.
+const (
+	MinMemoryMB             = 64
+	MaxMemoryMB             = 65536
+	MinMemoryMBDebianKernel = 128
+)
+
 // MountMode is the access a guest gets to a host mount.
 type MountMode string
 
