@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"sort"
 	"time"
 
@@ -36,7 +34,9 @@ func runBench(args []string, env *cliEnv) int {
 		fmt.Fprintln(env.stderr, "voidbox bench boot: --runs and --execs must be >= 1")
 		return exitUsage
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// Like exec: every way out goes through the context, so the kernel compile
+	// (guest build) or the VMs (bench) are stopped and cleaned up.
+	ctx, _, stop := runContext(0, cancelSignals...)
 	defer stop()
 	if err := benchBoot(ctx, env.stdout, env.stderr, *vs, *runs, *execs, *compare); err != nil {
 		fmt.Fprintf(env.stderr, "voidbox bench boot: %v\n", err)

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 
 	"github.com/voidbox/voidbox/guestimage"
@@ -46,7 +44,9 @@ func runGuest(args []string, env *cliEnv) int {
 		fmt.Fprintf(env.stderr, "voidbox guest build: guest agent binary %s not found: build it with 'make build' (or CGO_ENABLED=0 go build -o %s ./guest-agent), or pass --agent PATH\n", *agent, agentBinaryName)
 		return exitUsage
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// Like exec: every way out goes through the context, so the kernel compile
+	// (guest build) or the VMs (bench) are stopped and cleaned up.
+	ctx, _, stop := runContext(0, cancelSignals...)
 	defer stop()
 	img, err := guestimage.Build(ctx, guestimage.BuildOptions{AgentPath: *agent, CacheDir: *cache, Log: env.stderr, Kernel: *kernel})
 	if err != nil {

@@ -345,8 +345,12 @@ func TestResolveMissing(t *testing.T) {
 	t.Setenv(EnvKernel, "/nonexistent/vmlinuz")
 	t.Setenv(EnvInitramfs, "/nonexistent/initrd")
 	_, err = ResolveIn(t.TempDir(), "", "")
-	if err == nil || !strings.Contains(err.Error(), EnvKernel) {
-		t.Fatalf("missing override error = %v; want it to name %s", err, EnvKernel)
+	if err == nil || err.Error() != "guest image file /nonexistent/vmlinuz (from "+EnvKernel+") does not exist" {
+		t.Fatalf("missing override error = %v; want it to name the file once and %s", err, EnvKernel)
+	}
+	_, err = ResolveIn(t.TempDir(), "/nonexistent/k", "")
+	if err == nil || err.Error() != "guest image file /nonexistent/k (from --kernel) does not exist" {
+		t.Fatalf("missing --kernel error = %v; want it to name the flag", err)
 	}
 }
 

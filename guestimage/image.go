@@ -92,7 +92,7 @@ func Resolve(kernelOverride, initramfsOverride string) (Image, error) {
 // ResolveIn is Resolve with an explicit cache directory.
 func ResolveIn(cacheDir, kernelOverride, initramfsOverride string) (Image, error) {
 	img := Image{Kernel: kernelOverride, Initramfs: initramfsOverride}
-	kernelFrom, initrdFrom := "box setting kernel", "box setting initramfs"
+	kernelFrom, initrdFrom := "--kernel", "--initramfs"
 	if img.Kernel == "" {
 		img.Kernel, kernelFrom = os.Getenv(EnvKernel), EnvKernel
 	}
@@ -148,7 +148,10 @@ func checkFile(p, from string) error {
 		if from == "cache" {
 			return fmt.Errorf("guest image file %s is missing: rebuild it with %q: %w", p, BuildCommand, ErrNotBuilt)
 		}
-		return fmt.Errorf("guest image file from %s: %w", from, err)
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("guest image file %s (from %s) does not exist", p, from)
+		}
+		return fmt.Errorf("guest image file %s (from %s): %w", p, from, errors.Unwrap(err))
 	}
 	if !st.Mode().IsRegular() {
 		return fmt.Errorf("guest image file %s (from %s) is not a regular file", p, from)
