@@ -1,13 +1,13 @@
 // Package starlark is voidbox's interpreter host. It owns how a .star program is read and
 // run: thread setup (builtins, the args dict, the runner, cancellation), load() resolution
-// and caching, turning errors into file:line:col messages, the interactive REPL, and
-// source formatting. The DSL itself (box, pipe, run, ...) lives in package builtins.
+// and caching, turning errors into file:line:col messages, and the interactive REPL.
+// Formatting is package starfmt, which reads and checks files with this package's
+// ReadSource and PrepareSource. The DSL itself (box, pipe, run, ...) lives in package builtins.
 package starlark
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 
@@ -68,11 +68,11 @@ func (p *Program) Warnings() []string {
 	return ws
 }
 
-// fileOptions are the dialect voidbox programs are written in. Programs are scripts, not
+// FileOptions are the dialect voidbox programs are written in (fmt parses with them too). Programs are scripts, not
 // BUILD files: they branch on results at top level, loop while polling, reassign
 // variables (`result = run(...)` twice) and may recurse over graphs, so all of those are
 // allowed. load() bindings stay file-local, as in standard Starlark.
-func fileOptions() *syntax.FileOptions {
+func FileOptions() *syntax.FileOptions {
 	return &syntax.FileOptions{
 		Set:             true,
 		While:           true,
@@ -85,7 +85,7 @@ func fileOptions() *syntax.FileOptions {
 // ExecFile reads the program at path and executes it. Module and error positions use path
 // as given, so a relative path keeps messages relative to the current directory.
 func ExecFile(path string, opts Options) (*Program, error) {
-	src, err := readFileBounded(path)
+	src, err := ReadSource(path)
 	if err != nil {
 		return nil, err
 	}
@@ -114,17 +114,6 @@ func ExecSource(filename string, src []byte, opts Options) (*Program, error) {
 		prog.Pipeline = node
 	}
 	return prog, nil
-}
-
-func readBounded(r io.Reader, name string) ([]byte, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
-	if err != nil {
-		return nil, fileError(name, err)
-	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("read %s: file is larger than the %d MiB limit for .star files", name, MaxFileSize>>20)
-	}
-	return data, nil
 }
 
 // host is the state shared by every thread of one program: predeclared names, the

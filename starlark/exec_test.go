@@ -149,8 +149,13 @@ func TestExecFileCancelledBeforeLoad(t *testing.T) {
 func TestExecFileTooLarge(t *testing.T) {
 	inTempDir(t, map[string]string{"big.star": strings.Repeat("#", MaxFileSize+1)})
 	_, err := ExecFile("big.star", Options{})
-	if err == nil || err.Error() != "read big.star: file is larger than the 4 MiB limit for .star files" {
+	if err == nil || err.Error() != "big.star: file is larger than the 4 MiB limit for .star files" {
 		t.Errorf("err = %v", err)
+	}
+	// A loaded module's size error does not repeat the name load() already gives.
+	_, err = ExecSource("main.star", []byte("load(\"big.star\", \"x\")\n"), Options{})
+	if got := FormatError(err); got != "main.star:1:1: cannot load big.star: file is larger than the 4 MiB limit for .star files" {
+		t.Errorf("load error = %q", got)
 	}
 }
 
@@ -171,11 +176,11 @@ func TestExecFileUnreadable(t *testing.T) {
 		}
 	}
 	// Tests run as root here, where no file is unreadable: check the wording directly.
-	denied := fileError("u.star", &fs.PathError{Op: "open", Path: "u.star", Err: syscall.EACCES})
+	denied := NewFileError("u.star", &fs.PathError{Op: "open", Path: "u.star", Err: syscall.EACCES})
 	if denied.Error() != "u.star: permission denied" || !errors.Is(denied, fs.ErrPermission) {
 		t.Errorf("permission error = %q", denied)
 	}
-	other := fileError("u.star", &fs.PathError{Op: "read", Path: "u.star", Err: syscall.EIO})
+	other := NewFileError("u.star", &fs.PathError{Op: "read", Path: "u.star", Err: syscall.EIO})
 	if other.Error() != "u.star: input/output error" {
 		t.Errorf("I/O error = %q", other)
 	}

@@ -101,7 +101,7 @@ func (l *loader) execModule(ref moduleRef, src []byte) (sk.StringDict, error) {
 	t := l.h.newThread(ref.name)
 	defer l.h.release(t)
 	t.SetLocal(moduleLocal, ref.name)
-	return sk.ExecFileOptions(fileOptions(), t, ref.name, src, l.h.predeclared)
+	return sk.ExecFileOptions(FileOptions(), t, ref.name, src, l.h.predeclared)
 }
 
 func (l *loader) cycleError(ref moduleRef) error {
@@ -127,7 +127,7 @@ func (l *loader) read(ref moduleRef) ([]byte, error) {
 		defer f.Close()
 		return readBounded(f, ref.name)
 	}
-	return readFileBounded(ref.name)
+	return ReadSource(ref.name)
 }
 
 // resolveModule turns a load() argument into a module, relative to the loading module from.

@@ -147,10 +147,11 @@ func TestLoadErrors(t *testing.T) {
 		{`load("./sub/../missing.star", "x")`, `m.star:1:1: cannot load ./sub/../missing.star: missing.star: no such file`},
 		{`load("dir.star", "x")`, `m.star:1:1: cannot load dir.star: it is a directory, not a .star file`},
 		{`load("sub/lib.star", "x")`, `sub/lib.star:2:6: source is not valid UTF-8` + "\n  loaded from m.star:1:1"},
+		{`load("sub/nul.star", "x")`, `sub/nul.star:2:3: source contains a NUL byte` + "\n  loaded from m.star:1:1"},
 		{`load("@stdlib//text.star", "nope")`, `m.star:1:1: load: name nope not found in module @stdlib//text.star`},
 	}
 	for _, c := range cases {
-		dir := inTempDir(t, map[string]string{"m.star": c.load, "sub/lib.star": "x = 1\ny = \"\xe9\"\n"})
+		dir := inTempDir(t, map[string]string{"m.star": c.load, "sub/lib.star": "x = 1\ny = \"\xe9\"\n", "sub/nul.star": "x = 1\n# \x00\n"})
 		if err := os.Mkdir(filepath.Join(dir, "dir.star"), 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -159,7 +159,7 @@ func (r *repl) step() error {
 		}
 		return []byte(line + "\n"), nil
 	}
-	opts := fileOptions()
+	opts := FileOptions()
 	opts.LoadBindsGlobally = true // a load() in one input serves the next ones
 	f, err := opts.ParseCompoundStmt(replModule, next)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"unicode/utf8"
@@ -29,20 +30,29 @@ type SourceError struct {
 func (e *SourceError) Error() string { return fmt.Sprintf("%s: %s", e.Pos, e.Msg) }
 
 // PrepareSource drops a leading UTF-8 byte order mark (so line 1's columns count from
-// the first real character) and refuses text that is not valid UTF-8 with a
-// *SourceError at the line and column of the first bad byte, as the Starlark scanner
-// counts them. Every reader of .star files (exec, check, load, fmt) should use it, so
-// they accept and refuse the same files.
+// the first real character) and refuses, with a *SourceError at the line and column of
+// the first bad byte as the Starlark scanner counts them, text that is not valid UTF-8 or
+// that contains a NUL byte: go.starlark.net's scanner takes a NUL for the end of the file
+// and would silently ignore every statement after it. Every reader of .star files (exec,
+// check, load, fmt) uses it, so they accept and refuse the same files.
 func PrepareSource(filename string, src []byte) ([]byte, error) {
 	src = bytes.TrimPrefix(src, utf8BOM)
-	if utf8.Valid(src) {
+	nul := bytes.IndexByte(src, 0)
+	if nul < 0 && utf8.Valid(src) {
 		return src, nil
 	}
+	fail := func(line, col int32, msg string) error {
+		return &SourceError{Pos: syntax.MakePosition(&filename, line, col), Msg: msg}
+	}
 	line, col := int32(1), int32(1)
-	for i := 0; i < len(src); {
+	for i := 0; ; {
+		if i == nul {
+			return nil, fail(line, col, "source contains a NUL byte")
+		}
 		r, size := utf8.DecodeRune(src[i:])
 		if r == utf8.RuneError && size <= 1 {
-			break
+			// size 0 (end of text) cannot happen: there is a bad byte ahead.
+			return nil, fail(line, col, "source is not valid UTF-8")
 		}
 		i += size
 		// The scanner treats "\r\n" and a lone "\r" as one newline each.
@@ -56,7 +66,6 @@ func PrepareSource(filename string, src []byte) ([]byte, error) {
 			col++
 		}
 	}
-	return nil, &SourceError{Pos: syntax.MakePosition(&filename, line, col), Msg: "source is not valid UTF-8"}
 }
 
 // FileError is a program or module file that cannot be read: missing, a directory,
@@ -75,8 +84,9 @@ func (e *FileError) Error() string {
 }
 func (e *FileError) Unwrap() error { return e.Err }
 
-// fileError describes err, from opening or reading path, as a FileError.
-func fileError(path string, err error) *FileError {
+// NewFileError describes err, from opening or reading path, as a FileError in the words
+// exec uses: "no such file", "permission denied", or the system's reason without the path.
+func NewFileError(path string, err error) *FileError {
 	why := err.Error()
 	var pe *fs.PathError
 	switch {
@@ -90,16 +100,29 @@ func fileError(path string, err error) *FileError {
 	return &FileError{Path: path, Why: why, Err: err}
 }
 
-// readFileBounded reads a program or module file, refusing directories and files over
-// MaxFileSize.
-func readFileBounded(path string) ([]byte, error) {
+// ReadSource reads a program or module file as exec does, refusing directories and files
+// over MaxFileSize with a *FileError naming path once. The text is returned as stored;
+// PrepareSource checks it.
+func ReadSource(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fileError(path, err)
+		return nil, NewFileError(path, err)
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err == nil && st.IsDir() {
 		return nil, &FileError{Path: path, Why: "it is a directory, not a .star file", Err: fs.ErrInvalid}
 	}
 	return readBounded(f, path)
+}
+
+// readBounded reads at most MaxFileSize bytes of the file named name.
+func readBounded(r io.Reader, name string) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
+	if err != nil {
+		return nil, NewFileError(name, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, &FileError{Path: name, Why: fmt.Sprintf("file is larger than the %d MiB limit for .star files", MaxFileSize>>20), Err: fs.ErrInvalid}
+	}
+	return data, nil
 }

@@ -22,6 +22,13 @@ func TestSourceEncoding(t *testing.T) {
 		// Columns on line 1 count from the first character after the BOM.
 		{"bom then error", "\xef\xbb\xbfx = )\n", "p.star:1:5: syntax error: unexpected ')'"},
 		{"bom then bad byte", "\xef\xbb\xbf\xff", "p.star:1:1: source is not valid UTF-8"},
+		// go.starlark.net would stop at the NUL and run only print(1).
+		{"nul in a comment", "print(1)\n# \x00\nprint(2)\n", "p.star:2:3: source contains a NUL byte"},
+		{"nul in a string", "s = '\xc3\xa9\x00'\n", "p.star:1:7: source contains a NUL byte"},
+		{"nul after crlf", "x = 1\r\n\x00", "p.star:2:1: source contains a NUL byte"},
+		{"nul before bad byte", "\x00\xff", "p.star:1:1: source contains a NUL byte"},
+		{"bad byte before nul", "\xff\x00", "p.star:1:1: source is not valid UTF-8"},
+		{"bom then nul", "\xef\xbb\xbfx\x00", "p.star:1:2: source contains a NUL byte"},
 		{"bom not at start", "print('ok')\n\xef\xbb\xbf\n", "p.star:2:1: syntax error: unexpected input character '\\ufeff'"},
 	}
 	for _, c := range cases {
