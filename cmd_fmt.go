@@ -17,7 +17,7 @@ func runFmt(args []string, env *cliEnv) int {
 		fmt.Fprintln(env.stderr, "voidbox fmt: want one or more FILE.star arguments")
 		return exitUsage
 	}
-	changed, errs := starfmt.FormatFiles(fs.Args(), starfmt.Options{Check: *check, List: env.stdout, MaxFileSize: vstar.MaxFileSize})
+	changed, errs := starfmt.FormatFiles(fs.Args(), starfmt.Options{Check: *check, List: env.stdout})
 	for _, err := range errs {
 		// FormatError prints syntax errors exactly as `voidbox check` and `exec` do.
 		fmt.Fprintf(env.stderr, "voidbox fmt: %s\n", vstar.FormatError(err))

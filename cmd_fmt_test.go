@@ -46,6 +46,7 @@ func TestFmtErrorsMatchCheck(t *testing.T) {
 		"if x:\n  y = [1,\n",
 		"x = 1\ny = 'caf\xe9'\n",
 		"\ufeffx = = 1\n",
+		"print(1)\n# \x00\nprint(2)\n",
 	} {
 		f := writeFile(t, dir, "bad"+string(rune('a'+i))+".star", src)
 		check := voidbox(t, "check", f)
@@ -56,6 +57,18 @@ func TestFmtErrorsMatchCheck(t *testing.T) {
 		if r.code != exitUsage || r.stdout != "" || r.stderr != "voidbox fmt: "+check.stderr || strings.Count(r.stderr, f) != 1 {
 			t.Errorf("fmt %q: exit %d, stdout %q, stderr %q; want exit 2 and %q", src, r.code, r.stdout, r.stderr, "voidbox fmt: "+check.stderr)
 		}
+	}
+}
+
+// go.starlark.net reads a NUL byte as the end of the file: exec would run print(1) and
+// silently drop print(2). exec refuses the file instead, before running anything, as fmt
+// and check do.
+func TestExecRefusesNUL(t *testing.T) {
+	f := writeFile(t, t.TempDir(), "nul.star", "print(1)\n# \x00\nprint(2)\n")
+	r := voidbox(t, "exec", f)
+	// Where KVM does not work, exec first notes the fallback to software emulation.
+	if want := f + ":2:3: source contains a NUL byte\n"; r.code != exitUsage || r.stdout != "" || !strings.HasSuffix(r.stderr, "\n"+want) && r.stderr != want {
+		t.Errorf("exec: exit %d, stdout %q, stderr %q; want exit 2, no output, and stderr ending in %q", r.code, r.stdout, r.stderr, want)
 	}
 }
 

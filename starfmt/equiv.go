@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	vstar "github.com/voidbox/voidbox/starlark"
 	"go.starlark.net/syntax"
 )
 
@@ -16,7 +17,7 @@ import (
 // statements of orig that buildifier did not print faithfully (the first of them only
 // when out has a different number of statements), and an error when out does not parse.
 func compare(filename string, orig *source, out []byte) (bad []int, err error) {
-	f, err := dialect().Parse(filename, out, 0)
+	f, err := vstar.FileOptions().Parse(filename, out, 0)
 	if err != nil {
 		detail := err.Error()
 		if se, ok := err.(syntax.Error); ok { // its position is in the output, not the file

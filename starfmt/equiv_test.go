@@ -4,11 +4,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	vstar "github.com/voidbox/voidbox/starlark"
 )
 
 func parseSource(t *testing.T, text string) *source {
 	t.Helper()
-	f, err := dialect().Parse("p.star", text, 0)
+	f, err := vstar.FileOptions().Parse("p.star", text, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

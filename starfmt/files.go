@@ -2,7 +2,6 @@ package starfmt
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -19,8 +18,6 @@ type Options struct {
 	Check bool
 	// List receives the unformatted paths in Check mode. Nil discards them.
 	List io.Writer
-	// MaxFileSize bounds each file; a bigger one is refused unread. 0 means no bound.
-	MaxFileSize int64
 }
 
 // FormatFiles formats each file in place and returns the files that were (or, with
@@ -46,7 +43,7 @@ func FormatFiles(paths []string, opts Options) (changed []string, errs []error) 
 }
 
 func formatFile(p string, opts Options) (changed bool, err error) {
-	src, err := readFile(p, opts.MaxFileSize)
+	src, err := readFile(p)
 	if err != nil {
 		return false, err
 	}
@@ -59,70 +56,22 @@ func formatFile(p string, opts Options) (changed bool, err error) {
 	}
 	if !opts.Check {
 		if err := replaceFile(p, out); err != nil {
-			return false, fmt.Errorf("%s: write formatted file: %s", p, why(err))
+			return false, fmt.Errorf("%s: write formatted file: %s", p, vstar.NewFileError(p, err).Why)
 		}
 	}
 	return true, nil
 }
 
-// readFile reads a .star file. Its errors are the ones `voidbox exec` gives for the same
-// file (a *starlark.FileError naming the path once).
-func readFile(p string, max int64) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, fileError(p, err)
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, fileError(p, err)
-	}
-	if info.IsDir() {
-		return nil, &vstar.FileError{Path: p, Why: "it is a directory, not a .star file", Err: fs.ErrInvalid}
-	}
-	if !info.Mode().IsRegular() {
-		// fmt replaces the file by renaming a new one over it, which would turn a device
-		// or a pipe into a plain file.
+// readFile reads a .star file with exec's reader (starlark.ReadSource), so a file fmt
+// cannot read gets exec's message and exec's size limit. It refuses up front what only
+// fmt cannot handle: a file that is not regular, since fmt replaces the file by renaming a
+// new one over it, which would turn a device or a pipe into a plain file (and reading a
+// pipe could block). A failing Stat is left to ReadSource to report.
+func readFile(p string) ([]byte, error) {
+	if info, err := os.Stat(p); err == nil && !info.IsDir() && !info.Mode().IsRegular() {
 		return nil, &vstar.FileError{Path: p, Why: fmt.Sprintf("not a regular file (%s)", info.Mode().Type()), Err: fs.ErrInvalid}
 	}
-	r := io.Reader(f)
-	if max > 0 {
-		r = io.LimitReader(f, max+1)
-	}
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fileError(p, err)
-	}
-	if max > 0 && int64(len(data)) > max {
-		return nil, &vstar.FileError{Path: p, Why: fmt.Sprintf("file is larger than the %s limit for .star files", size(max)), Err: fs.ErrInvalid}
-	}
-	return data, nil
-}
-
-func size(n int64) string {
-	if n >= 1<<20 && n%(1<<20) == 0 {
-		return fmt.Sprintf("%d MiB", n>>20)
-	}
-	return fmt.Sprintf("%d-byte", n)
-}
-
-// fileError is the error about p that `voidbox exec` gives for err.
-func fileError(p string, err error) error {
-	return &vstar.FileError{Path: p, Why: why(err), Err: err}
-}
-
-// why says what went wrong with a file in exec's words, without the path.
-func why(err error) string {
-	var pe *fs.PathError
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return "no such file"
-	case errors.Is(err, fs.ErrPermission):
-		return "permission denied"
-	case errors.As(err, &pe):
-		return pe.Err.Error()
-	}
-	return err.Error()
+	return vstar.ReadSource(p)
 }
 
 // replaceFile writes data next to p and renames it over p, so an interrupted fmt never

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/voidbox/voidbox/starfmt"
+	vstar "github.com/voidbox/voidbox/starlark"
 )
 
 func writeFiles(t *testing.T, files map[string]string) string {
@@ -74,11 +75,12 @@ func TestFormatFiles(t *testing.T) {
 	}
 }
 
+// TestFormatFilesTooBig: fmt has exec's size limit and message.
 func TestFormatFilesTooBig(t *testing.T) {
-	dir := writeFiles(t, map[string]string{"big.star": strings.Repeat("x = 1\n", 1000)})
+	dir := writeFiles(t, map[string]string{"big.star": strings.Repeat("#", vstar.MaxFileSize+1)})
 	p := filepath.Join(dir, "big.star")
-	_, errs := starfmt.FormatFiles([]string{p}, starfmt.Options{MaxFileSize: 1 << 10})
-	if len(errs) != 1 || errs[0].Error() != p+": file is larger than the 1024-byte limit for .star files" {
+	_, errs := starfmt.FormatFiles([]string{p}, starfmt.Options{})
+	if len(errs) != 1 || errs[0].Error() != p+": file is larger than the 4 MiB limit for .star files" {
 		t.Errorf("errors = %v, want one refusing the size", errs)
 	}
 }

@@ -5,8 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"unicode/utf8"
 
+	vstar "github.com/voidbox/voidbox/starlark"
 	"go.starlark.net/resolve"
 )
 
@@ -24,10 +24,11 @@ func FuzzFormat(f *testing.F) {
 	}
 	anyName := func(string) bool { return true }
 	f.Fuzz(func(t *testing.T, src []byte) {
-		if !utf8.Valid(src) || bytes.IndexByte(src, 0) >= 0 { // refused, see checkText
+		text, err := vstar.PrepareSource("f.star", src)
+		if err != nil { // exec refuses it too
 			return
 		}
-		file, err := dialect().Parse("f.star", bytes.TrimPrefix(src, bom), 0)
+		file, err := vstar.FileOptions().Parse("f.star", text, 0)
 		if err != nil || resolve.File(file, anyName, anyName) != nil {
 			return
 		}

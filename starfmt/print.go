@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/bazelbuild/buildtools/build"
+	vstar "github.com/voidbox/voidbox/starlark"
 )
 
 // rewriteSet names the buildifier rewrites Format applies: only those that change layout.
@@ -56,7 +57,7 @@ func unparsable(src *source, h *hidden, bf *build.File) []int {
 		start, _ := stmt.Span()
 		g := src.groupAt(h.origOffset(start.Byte))
 		one := &build.File{Type: bf.Type, Stmt: []build.Expr{stmt}}
-		if _, err := dialect().Parse("", h.restore(build.FormatWithoutRewriting(one)), 0); err != nil && g >= 0 && !slices.Contains(groups, g) {
+		if _, err := vstar.FileOptions().Parse("", h.restore(build.FormatWithoutRewriting(one)), 0); err != nil && g >= 0 && !slices.Contains(groups, g) {
 			groups = append(groups, g)
 		}
 	}

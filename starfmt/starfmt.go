@@ -17,31 +17,17 @@ import (
 	"errors"
 	"fmt"
 
-	"go.starlark.net/syntax"
+	vstar "github.com/voidbox/voidbox/starlark"
 )
 
 // bom is the UTF-8 encoding of U+FEFF. Some editors start files with it; it is not part of
 // the program, so parsing skips it, and Format puts it back so fmt changes only layout.
 var bom = []byte("\ufeff")
 
-// dialect are the file options `voidbox exec` parses and resolves programs with (see
-// fileOptions in package starlark). go.starlark.net's parser accepts the same syntax for
-// any options (they steer the resolver), so fmt accepts every program exec parses; passing
-// the same options keeps that true should the parser ever start to consult them.
-func dialect() *syntax.FileOptions {
-	return &syntax.FileOptions{
-		Set:             true,
-		While:           true,
-		TopLevelControl: true,
-		GlobalReassign:  true,
-		Recursion:       true,
-	}
-}
-
 // Format returns src in canonical layout. filename is used in error positions.
 //
 // Errors: a go.starlark.net syntax.Error for a program that does not parse and a
-// *starlark.SourceError for text that is not UTF-8, both as `voidbox exec` reports them
+// *starlark.SourceError for text that is not UTF-8 or holds a NUL byte, both as `voidbox exec` reports them
 // (print them with starlark.FormatError).
 //
 // buildifier's printer loses comments in a few odd places (inside a subscript split over
@@ -49,11 +35,15 @@ func dialect() *syntax.FileOptions {
 // top-level statement it does not print faithfully and stably is left as written; the
 // rest of the file is formatted.
 func Format(filename string, src []byte) ([]byte, error) {
-	body, hasBOM := bytes.CutPrefix(src, bom)
-	body = normalizeNewlines(body)
-	if err := checkText(filename, body); err != nil {
+	// PrepareSource refuses what exec refuses, in its words: text that is not UTF-8
+	// (buildifier would escape such bytes in octal, changing what a string holds) and a
+	// NUL byte (go.starlark.net takes it for the end of the file). It drops the BOM.
+	hasBOM := bytes.HasPrefix(src, bom)
+	body, err := vstar.PrepareSource(filename, src)
+	if err != nil {
 		return nil, err
 	}
+	body = normalizeNewlines(body)
 	orig, err := parse(filename, body)
 	if err != nil {
 		return nil, err
@@ -84,7 +74,9 @@ func Format(filename string, src []byte) ([]byte, error) {
 }
 
 func parse(filename string, text []byte) (*source, error) {
-	f, err := dialect().Parse(filename, text, 0)
+	// exec's dialect: the parser accepts the same syntax for any options (they steer the
+	// resolver), so this keeps fmt accepting what exec parses should that ever change.
+	f, err := vstar.FileOptions().Parse(filename, text, 0)
 	if err != nil {
 		return nil, err
 	}
