@@ -48,7 +48,7 @@ lint:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
-	$(BIN)/voidbox fmt $$(git ls-files '*.star')
+	$(BIN)/voidbox fmt $$(git ls-files '*.star' ':!:**/testdata/**')
 
 # The main job: one real microVM stage.
 demo: setup guest
