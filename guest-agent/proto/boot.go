@@ -46,6 +46,7 @@ type BootConfig struct {
 	UID      int      `json:"u,omitempty"` // 0 here means DefaultUID: stages never run as root
 	GID      int      `json:"g,omitempty"` // 0 here means DefaultGID
 	Rlimits  Rlimits  `json:"r,omitempty"`
+	Limits   Limits   `json:"l,omitzero"`  // the stage cgroup and tmpfs sizes (LimitsForBox)
 	UnixTime int64    `json:"t,omitempty"` // host wall clock (seconds) to set the guest clock from
 	Debug    bool     `json:"d,omitempty"` // verbose agent logging on the console
 }
@@ -99,6 +100,9 @@ func (c BootConfig) Validate() error {
 	}
 	if c.UID < 0 || c.GID < 0 || c.UID > 1<<31-2 || c.GID > 1<<31-2 {
 		return fmt.Errorf("boot config uid %d / gid %d out of range", c.UID, c.GID)
+	}
+	if err := c.Limits.validate(); err != nil {
+		return err
 	}
 	return nil
 }

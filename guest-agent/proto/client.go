@@ -31,6 +31,9 @@ type ExecResult struct {
 	ExitCode int    // -1 when killed by a signal
 	Signal   string // e.g. "SIGKILL"
 	TimedOut bool
+	// OOM: the kernel's OOM killer killed a process of this exec (the stage cgroup
+	// was at its memory limit), which is why it ended.
+	OOM bool
 }
 
 // cancelGrace is how long Exec waits for the guest to report the exit of a process

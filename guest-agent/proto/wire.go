@@ -208,6 +208,7 @@ type ExitStatus struct {
 	ExitCode int    `json:"code"`
 	Signal   string `json:"signal,omitempty"`
 	TimedOut bool   `json:"timed_out,omitempty"`
+	OOM      bool   `json:"oom,omitempty"` // see ExecResult.OOM
 }
 
 // Error codes carried in RemoteError.Code.
