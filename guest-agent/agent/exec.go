@@ -31,14 +31,19 @@ type process struct {
 	mu       sync.Mutex
 	exited   bool
 	timedOut bool
+	cg       *execCgroup // the exec's own cgroup; nil when stages have none (tests)
 }
 
-// kill sends SIGKILL to the whole process group unless the leader already exited.
+// kill sends SIGKILL to the whole process group, and to every process in the exec's
+// cgroup (also those that left the group), unless the leader already exited.
 func (p *process) kill() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.exited {
 		_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
+		if p.cg != nil {
+			p.cg.kill()
+		}
 	}
 }
 
@@ -140,11 +145,22 @@ func (s *Server) exec(st *yamux.Stream, req proto.Request) {
 		return
 	}
 
-	p, wait, pipes, err := s.spawn(prog, req.Args, dir, env)
+	var cg *execCgroup
+	if sc := stageCgroup.Load(); sc != nil && !s.opts.Unconfined {
+		if cg, err = sc.newExec(); err != nil {
+			sendError(st, remote(proto.CodeExecFailed, "start %s: %v", prog, err))
+			return
+		}
+	}
+	p, wait, pipes, err := s.spawn(prog, req.Args, dir, env, cg)
 	if err != nil {
+		if cg != nil {
+			cg.remove()
+		}
 		sendError(st, err)
 		return
 	}
+	p.cg = cg
 	begin := time.Now()
 	if s.opts.Debug {
 		s.opts.Logf("exec %q pid %d", req.Args, p.pgid)
@@ -186,6 +202,14 @@ func (s *Server) exec(st *yamux.Stream, req proto.Request) {
 	p.exited = true
 	timedOut := p.timedOut
 	p.mu.Unlock()
+	oom := false
+	if cg != nil {
+		// What the exec left running ends with it, as in the local sandbox; its
+		// buffered output is still read below.
+		cg.kill()
+		oom = cg.oomKilled()
+		go cg.remove()
+	}
 	// Output still buffered in the pipes is read in full; only a writer that keeps
 	// them open after the leader exited (a background child) stops being waited for.
 	lingering := time.AfterFunc(lingerAfterExit, func() {
@@ -197,13 +221,13 @@ func (s *Server) exec(st *yamux.Stream, req proto.Request) {
 	pipes.stdout.Close()
 	pipes.stderr.Close()
 
-	res := proto.ExitStatus{ExitCode: ws.ExitStatus(), TimedOut: timedOut}
+	res := proto.ExitStatus{ExitCode: ws.ExitStatus(), TimedOut: timedOut, OOM: oom}
 	if ws.Signaled() {
 		res.ExitCode = -1
 		res.Signal = unix.SignalName(ws.Signal())
 	}
-	if s.opts.Debug || timedOut {
-		s.opts.Logf("exec %s pid %d ended after %v: exit %d %s timed_out=%v", req.Args[0], p.pgid, time.Since(begin).Round(time.Millisecond), res.ExitCode, res.Signal, timedOut)
+	if s.opts.Debug || timedOut || oom {
+		s.opts.Logf("exec %s pid %d ended after %v: exit %d %s timed_out=%v oom=%v", req.Args[0], p.pgid, time.Since(begin).Round(time.Millisecond), res.ExitCode, res.Signal, timedOut, oom)
 	}
 	wmu.Lock()
 	_ = proto.WriteJSON(st, proto.FrameExit, res)
@@ -288,9 +312,10 @@ type shimConfig struct {
 	Rlimits proto.Rlimits `json:"rlimits"`
 }
 
-// spawn starts the process in its own process group, through the confinement shim
-// unless the server is unconfined, and returns how to wait for it.
-func (s *Server) spawn(prog string, args []string, dir string, env []string) (*process, func() syscall.WaitStatus, stdio, error) {
+// spawn starts the process in its own process group (and in cg when not nil, from its
+// creation on), through the confinement shim unless the server is unconfined, and
+// returns how to wait for it.
+func (s *Server) spawn(prog string, args []string, dir string, env []string, cg *execCgroup) (*process, func() syscall.WaitStatus, stdio, error) {
 	// parentEnds are ours after a successful start; childEnds always close here.
 	var parentEnds, childEnds []*os.File
 	fail := func(err error) (*process, func() syscall.WaitStatus, stdio, error) {
@@ -328,6 +353,10 @@ func (s *Server) spawn(prog string, args []string, dir string, env []string) (*p
 		return fail(err)
 	}
 	attr := &os.ProcAttr{Dir: dir, Env: env, Files: slices.Clone(childEnds), Sys: &syscall.SysProcAttr{Setpgid: true}}
+	if cg != nil {
+		attr.Sys.UseCgroupFD, attr.Sys.CgroupFD = true, cg.fd
+		defer cg.closeFD()
+	}
 	path, argv := prog, args
 	var status *os.File
 	if !s.opts.Unconfined {
