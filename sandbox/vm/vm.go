@@ -82,23 +82,26 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 	if err != nil {
 		return nil, fmt.Errorf("box %s: secret: %w", spec.Name, err)
 	}
-	boot := proto.BootConfig{
-		Secret:   secret,
-		Hostname: hostname(spec.Name),
-		Allow:    spec.Allow,
-		UnixTime: time.Now().Unix(),
-		Debug:    p.opts.Debug,
-	}
-	arg, err := boot.KernelArg()
-	if err != nil {
-		return nil, fmt.Errorf("box %s: boot config: %w", spec.Name, err)
-	}
 	memory, vcpus := spec.MemoryMB, spec.VCPUs
 	if memory <= 0 {
 		memory = 512
 	}
 	if vcpus <= 0 {
 		vcpus = 1
+	}
+	limits, rlimits := proto.LimitsForBox(memory)
+	boot := proto.BootConfig{
+		Secret:   secret,
+		Hostname: hostname(spec.Name),
+		Allow:    spec.Allow,
+		Limits:   limits,
+		Rlimits:  rlimits,
+		UnixTime: time.Now().Unix(),
+		Debug:    p.opts.Debug,
+	}
+	arg, err := boot.KernelArg()
+	if err != nil {
+		return nil, fmt.Errorf("box %s: boot config: %w", spec.Name, err)
 	}
 	m, err := p.opts.VMM.Boot(ctx, runtime.VMConfig{
 		Name:      spec.Name,
@@ -112,7 +115,7 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 	if err != nil {
 		return nil, fmt.Errorf("box %s: boot %s: %w", spec.Name, p.opts.VMM.Name(), err)
 	}
-	sb := &Sandbox{name: spec.Name, machine: m, stateDir: stateDir, grace: p.opts.ShutdownGrace}
+	sb := &Sandbox{name: spec.Name, machine: m, stateDir: stateDir, grace: p.opts.ShutdownGrace, memoryMB: limits.MemoryMB}
 	client, err := p.connect(ctx, m, secret)
 	if err != nil {
 		sb.kill()
@@ -159,6 +162,7 @@ type Sandbox struct {
 	client   *proto.Client
 	stateDir string
 	grace    time.Duration
+	memoryMB int // the stage cgroup's memory limit
 	once     sync.Once
 	closeErr error
 }
@@ -176,8 +180,18 @@ func (s *Sandbox) Exec(ctx context.Context, req runtime.ExecRequest) (runtime.Ex
 	if err != nil {
 		return runtime.ExecResult{}, execError(req.Args[0], s.explain(err))
 	}
-	return runtime.ExecResult{ExitCode: res.ExitCode, Signal: res.Signal, TimedOut: res.TimedOut}, nil
+	out := runtime.ExecResult{ExitCode: res.ExitCode, Signal: res.Signal, TimedOut: res.TimedOut}
+	if res.OOM {
+		// The OOM killer's SIGKILL, or the timeout it may have raced with, is not
+		// the cause a user needs to see.
+		return out, fmt.Errorf("%w: the stage used its %d MiB limit", ErrOutOfMemory, s.memoryMB)
+	}
+	return out, nil
 }
+
+// ErrOutOfMemory is wrapped by Exec when the guest's OOM killer ended the command: its
+// processes together reached the stage's memory limit (proto.LimitsForBox).
+var ErrOutOfMemory = errors.New("out of memory")
 
 // errNotInGuestPath is the local sandbox's wording for a missing program, said of the
 // guest: the agent's own message lists the guest's PATH and repeats the name, which the
