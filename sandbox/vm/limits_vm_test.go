@@ -31,6 +31,7 @@ func TestStageLimits(t *testing.T) {
 		out, errOut, res := run(t, s, "", "sh", "-c", `ulimit -Sn; ulimit -Hn; ulimit -Su; ulimit -Hu; ulimit -Sc; ulimit -Hc; ulimit -f
 df -m /workspace /tmp | awk 'NR > 1 { print $6, $2 }'
 cat /proc/self/cgroup
+cat /sys/fs/cgroup/cgroup.subtree_control
 cd /sys/fs/cgroup/voidbox-stage && cat memory.max pids.max
 touch /rootfs-write 2>&1 || true`)
 		if res.ExitCode != 0 {
@@ -42,6 +43,7 @@ touch /rootfs-write 2>&1 || true`)
 			fmt.Sprint(rl.FSIZE / 512), // busybox counts 512-byte blocks
 			fmt.Sprintf("/workspace %d", lim.WorkspaceMB), fmt.Sprintf("/tmp %d", lim.TmpMB),
 			"0::/voidbox-stage/exec-", // the exec's own cgroup; its number varies
+			"cpu memory pids",         // cpu: the stage weighs as one agent thread
 			fmt.Sprint(lim.MemoryMB << 20), fmt.Sprint(lim.Pids),
 			"touch: /rootfs-write: Permission denied",
 		}
@@ -55,6 +57,25 @@ touch /rootfs-write 2>&1 || true`)
 		}
 	})
 
+	t.Run("processes that left the process group end with the exec", func(t *testing.T) {
+		for _, c := range []struct {
+			cmd     string
+			timeout time.Duration
+		}{
+			{"setsid sleep 301 & echo started", time.Minute},            // the command exits
+			{"setsid sleep 302 & echo started; sleep 600", time.Second}, // the command times out
+		} {
+			res, _, err := execTimed(t, s, c.timeout, "sh", "-c", c.cmd)
+			if err != nil || res.stdout != "started\n" {
+				t.Fatalf("%s: %+v %v", c.cmd, res, err)
+			}
+		}
+		out, _, _ := run(t, s, "", "sh", "-c", "ps -o args | grep -c '^sleep 30[12]' || true")
+		if strings.TrimSpace(out) != "0" {
+			t.Errorf("%s sleep processes outlived their exec", strings.TrimSpace(out))
+		}
+	})
+
 	t.Run("memory hog fails out of memory", func(t *testing.T) {
 		res, took, err := execTimed(t, s, 2*time.Minute, memoryHog...)
 		want := fmt.Sprintf("out of memory: the stage used its %d MiB limit", lim.MemoryMB)
@@ -65,7 +86,7 @@ touch /rootfs-write 2>&1 || true`)
 	})
 
 	t.Run("fork bomb stops at the process limit", func(t *testing.T) {
-		const timeout = 20 * time.Second
+		const timeout = 10 * time.Second
 		res, took, err := execTimed(t, s, timeout, "sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 600")
 		if err != nil || !(res.TimedOut || res.ExitCode != 0) {
 			t.Fatalf("fork bomb: result %+v, error %v; want a timeout or a failed exit", res, err)
