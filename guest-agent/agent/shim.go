@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"syscall"
 
-	seccomp "github.com/elastic/go-seccomp-bpf"
 	"github.com/voidbox/voidbox/guest-agent/proto"
 	"golang.org/x/sys/unix"
 )
@@ -54,8 +53,8 @@ func runShim(arg string) {
 	if err := syscall.Setuid(cfg.UID); err != nil {
 		fail("setuid %d: %v", cfg.UID, err)
 	}
-	if err := seccomp.LoadFilter(StageFilter()); err != nil {
-		fail("install seccomp filter: %v", err)
+	if err := loadStageFilter(); err != nil { // seccomp.go
+		fail("%v", err)
 	}
 	err := syscall.Exec(cfg.Path, cfg.Args, os.Environ())
 	fail("exec %s: %v", cfg.Path, err)
@@ -80,54 +79,4 @@ func applyRlimits(l proto.Rlimits) error {
 		}
 	}
 	return nil
-}
-
-// deniedSyscalls fail with EPERM in stage processes: they would let a stage change
-// the VM's kernel, mounts, clock or identity, or inspect other processes.
-var deniedSyscalls = []string{
-	"mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen",
-	"fsconfig", "fsmount", "fspick", "mount_setattr",
-	"kexec_load", "kexec_file_load", "reboot",
-	"init_module", "finit_module", "delete_module",
-	"ptrace", "process_vm_readv", "process_vm_writev", "kcmp",
-	"bpf", "perf_event_open", "userfaultfd",
-	"keyctl", "add_key", "request_key",
-	"swapon", "swapoff", "acct", "quotactl", "syslog",
-	"unshare", "setns",
-	"open_by_handle_at", "name_to_handle_at",
-	"settimeofday", "clock_settime", "clock_adjtime",
-	"sethostname", "setdomainname", "iopl", "ioperm", "vhangup",
-}
-
-// namespaceFlags are the clone flags that create namespaces.
-const namespaceFlags = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC |
-	unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET
-
-// StageFilter is the seccomp filter every stage process runs under.
-func StageFilter() seccomp.Filter {
-	return seccomp.Filter{
-		NoNewPrivs: true,
-		Flag:       seccomp.FilterFlagTSync,
-		Policy: seccomp.Policy{
-			DefaultAction: seccomp.ActionAllow,
-			Syscalls: []seccomp.SyscallGroup{{
-				Action: seccomp.ActionErrno,
-				Names:  deniedSyscalls,
-			}, {
-				// clone is how threads and processes start, so only its namespace flags
-				// are denied: unshare and setns are denied above, and this closes the
-				// same door when it is opened at creation time.
-				Action: seccomp.ActionErrno,
-				NamesWithCondtions: []seccomp.NameWithConditions{{
-					Name:       "clone",
-					Conditions: seccomp.ArgumentConditions{{Argument: 0, Operation: seccomp.BitsSet, Value: namespaceFlags}},
-				}},
-			}, {
-				// clone3 passes its flags in memory, out of a filter's reach. ENOSYS
-				// makes libc fall back to clone, whose flags are checked above.
-				Action: seccomp.ActionErrno | seccomp.Action(unix.ENOSYS),
-				Names:  []string{"clone3"},
-			}},
-		},
-	}
 }
