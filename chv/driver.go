@@ -61,7 +61,11 @@ func Available() (string, error) {
 func lookBinary(bin string) (string, error) {
 	p, err := exec.LookPath(bin)
 	if err != nil {
-		return "", fmt.Errorf("chv: %s not found (%w); install a static build from https://github.com/cloud-hypervisor/cloud-hypervisor/releases onto PATH", bin, err)
+		if errors.Is(err, exec.ErrNotFound) {
+			// exec's own text would name the binary a second time.
+			return "", fmt.Errorf("chv: %s is not on $PATH; install a static build from https://github.com/cloud-hypervisor/cloud-hypervisor/releases onto PATH", bin)
+		}
+		return "", fmt.Errorf("chv: %s: %w", bin, errors.Unwrap(err))
 	}
 	return p, nil
 }

@@ -372,3 +372,10 @@ func TestProbeBoot(t *testing.T) {
 	}
 	checkNoChildren(t)
 }
+
+func TestLookBinaryNamesItOnce(t *testing.T) {
+	_, err := lookBinary("voidbox-no-such-vmm")
+	if err == nil || strings.Count(err.Error(), "voidbox-no-such-vmm") != 1 || !strings.Contains(err.Error(), "is not on $PATH") {
+		t.Fatalf("lookBinary(missing) = %v; want the binary named once and $PATH named", err)
+	}
+}
