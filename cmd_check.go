@@ -60,7 +60,7 @@ func runCheck(args []string, env *cliEnv) int {
 			fmt.Fprintf(env.stderr, "voidbox check: %s: %s: %v\n", file, labels[i], err)
 			return exitUsage
 		}
-		fmt.Fprintf(env.stdout, "# %s: %d stages\n%s", labels[i], len(g.Stages()), runtime.Describe(g))
+		fmt.Fprintf(env.stdout, "# %s: %s\n%s", labels[i], stageCount(len(g.Stages())), runtime.Describe(g))
 	}
 	if stopped {
 		fmt.Fprintln(env.stdout, vstar.FormatError(err))
@@ -69,4 +69,12 @@ func runCheck(args []string, env *cliEnv) int {
 	}
 	fmt.Fprintf(env.stdout, "%s: ok\n", file)
 	return exitOK
+}
+
+// stageCount is "1 stage", "3 stages".
+func stageCount(n int) string {
+	if n == 1 {
+		return "1 stage"
+	}
+	return fmt.Sprintf("%d stages", n)
 }

@@ -33,7 +33,7 @@ pipeline = box(name = "p", cmd = ["true"])
 `,
 	})
 	r := voidbox(t, "check", "c.star")
-	wantOut := `# run() call 1: 1 stages
+	wantOut := `# run() call 1: 1 stage
 b  cmd=["echo" "3"] memory=512MiB vcpus=1 network=off timeout=10m0s retries=0 on_failure=stop
 c.star:2:15: check stops here: this line uses the result of the run() at c.star:2:12, which only exec knows (no stage runs under check)
 c.star: ok as far as check can see (every graph above is valid)
