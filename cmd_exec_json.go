@@ -25,10 +25,13 @@ type jsonResult struct {
 	Error      string                `json:"error,omitempty"`
 }
 
+// jsonStage is one stage. exit_code is null unless the process exited, and signal is
+// null unless a signal killed it (runtime.StageResult says why).
 type jsonStage struct {
 	Name     string              `json:"name"`
 	Status   runtime.StageStatus `json:"status"`
-	ExitCode int                 `json:"exit_code"`
+	ExitCode *int                `json:"exit_code"`
+	Signal   *string             `json:"signal"`
 	jsonStreams
 	jsonText
 	DurationMS int64  `json:"duration_ms"`
@@ -71,6 +74,9 @@ func newJSONResult(r *runtime.Result) *jsonResult {
 	doc.Output, doc.OutputBase64 = textOrBase64(r.Output)
 	for name, s := range r.Stages {
 		js := &jsonStage{Name: s.Name, Status: s.Status, ExitCode: s.ExitCode, DurationMS: s.DurationMS, Attempts: s.Attempts, Error: s.Error}
+		if s.Signal != "" {
+			js.Signal = &s.Signal
+		}
 		js.Stdout, js.StdoutBase64 = textOrBase64(s.Stdout)
 		js.Stderr, js.StderrBase64 = textOrBase64(s.Stderr)
 		js.Output, js.OutputBase64 = textOrBase64(s.Output)
@@ -79,25 +85,21 @@ func newJSONResult(r *runtime.Result) *jsonResult {
 	return doc
 }
 
-// resultCancelled is runtime.Result.Error of a run that ctx cancelled (the README's
-// contract for run()'s result.error).
-const resultCancelled = "cancelled"
-
 // execJSON is the document for a finished `voidbox exec --json`: the last run's result.
 // When the exec was cancelled (cancelled is the reason), the error says why ("cancelled:
 // --timeout 5s expired"), and if the cancellation did not stop a run (it came before the
 // first run() or between two), the document is one with no stages: a cancelled exec
 // never prints the ok result of an earlier run.
 func execJSON(last *runtime.Result, cancelled string) *jsonResult {
-	if cancelled != "" && (last == nil || last.Error != resultCancelled) {
-		last = &runtime.Result{Error: resultCancelled}
+	if cancelled != "" && (last == nil || last.Error != runtime.Cancelled) {
+		last = &runtime.Result{Error: runtime.Cancelled}
 	}
 	if last == nil { // every exec that gets here ran a graph; keep the document whole anyway
 		last = &runtime.Result{}
 	}
 	doc := newJSONResult(last)
 	if cancelled != "" {
-		doc.Error = resultCancelled + ": " + cancelled
+		doc.Error = runtime.Cancelled + ": " + cancelled
 	}
 	return doc
 }

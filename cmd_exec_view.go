@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
@@ -53,10 +52,8 @@ func describeEvent(e runtime.Event) string {
 		status, detail := "ok", ""
 		if e.Result != nil && e.Result.Status != runtime.StatusOK {
 			status = string(e.Result.Status)
-			// The stage's error repeats its status ("canceled: the run was cancelled")
-			// so that it reads on its own in JSON; here the status was just said.
-			if why := strings.TrimPrefix(e.Result.Error, status+": "); why != "" {
-				detail = ": " + why
+			if e.Result.Error != "" {
+				detail = ": " + e.Result.Error
 			}
 		}
 		return fmt.Sprintf("%s in %s%s", status, duration(e.Duration), detail)

@@ -114,7 +114,7 @@ pipeline = pipe(a, fan_out(b, c))
 		Order  []string `json:"order"`
 		Stages map[string]struct {
 			Status     string `json:"status"`
-			ExitCode   int    `json:"exit_code"`
+			ExitCode   *int   `json:"exit_code"`
 			Stdout     string `json:"stdout"`
 			Output     string `json:"output"`
 			Attempts   int    `json:"attempts"`
@@ -129,7 +129,7 @@ pipeline = pipe(a, fan_out(b, c))
 	if !res.OK || strings.Join(res.Order, ",") != "a,b,c" {
 		t.Fatalf("ok=%v order=%v", res.OK, res.Order)
 	}
-	if res.Stages["a"].Output != "from-a\n" || res.Stages["a"].Attempts != 1 || res.Stages["a"].DurationMS == nil {
+	if a := res.Stages["a"]; a.Output != "from-a\n" || a.Attempts != 1 || a.DurationMS == nil || a.ExitCode == nil || *a.ExitCode != 0 {
 		t.Fatalf("stage a = %+v", res.Stages["a"])
 	}
 	// The mock echoes its input then its name when unscripted: b got a's output.

@@ -61,13 +61,15 @@ func runBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 
 // NewResult is run()'s return value: a frozen struct with ok, output, error (None
 // when empty), duration_ms and stages, a dict by stage name in declaration order of
-// structs with exit_code, stdout, stderr, output, duration_ms, attempts, error, status.
+// structs with exit_code (None unless the process exited), signal (None unless one
+// killed it), stdout, stderr, output, duration_ms, attempts, error, status.
 func NewResult(r *runtime.Result) starlark.Value {
 	stages := starlark.NewDict(len(r.Stages))
 	for _, name := range stageOrder(r) {
 		sr := r.Stages[name]
 		_ = stages.SetKey(starlark.String(name), starlarkstruct.FromStringDict(starlarkstruct.Default, starlark.StringDict{
-			"exit_code":   starlark.MakeInt(sr.ExitCode),
+			"exit_code":   exitCodeValue(sr.ExitCode),
+			"signal":      noneOr(sr.Signal),
 			"stdout":      starlark.String(sr.Stdout),
 			"stderr":      starlark.String(sr.Stderr),
 			"output":      starlark.String(sr.Output),
@@ -86,6 +88,15 @@ func NewResult(r *runtime.Result) starlark.Value {
 	})
 	v.Freeze()
 	return v
+}
+
+// exitCodeValue is a stage's exit_code: an int when its process exited, None when it
+// never ran or a signal killed it.
+func exitCodeValue(code *int) starlark.Value {
+	if code == nil {
+		return starlark.None
+	}
+	return starlark.MakeInt(*code)
 }
 
 // stageOrder is r.Order, then any stage the order misses, sorted, so no stage is lost

@@ -24,10 +24,12 @@ func withRunner(r Runner, ctx context.Context) func(*starlark.Thread) {
 func TestRunResultShape(t *testing.T) {
 	fr := &fakeRunner{result: &runtime.Result{
 		OK: false, Output: "OUT", Error: "stage shout failed", DurationMS: 42,
-		Order: []string{"fetch", "shout"},
+		Order: []string{"fetch", "shout", "killed", "refused"},
 		Stages: map[string]*runtime.StageResult{
-			"shout": {Name: "shout", Status: runtime.StatusFailed, ExitCode: 2, Stderr: "bad", Attempts: 3, Error: "exit status 2", DurationMS: 7},
-			"fetch": {Name: "fetch", Status: runtime.StatusOK, Stdout: "data", Output: "data", Attempts: 1, DurationMS: 5},
+			"shout":   {Name: "shout", Status: runtime.StatusFailed, ExitCode: intPtr(2), Stderr: "bad", Attempts: 3, Error: "exit status 2", DurationMS: 7},
+			"fetch":   {Name: "fetch", Status: runtime.StatusOK, ExitCode: intPtr(0), Stdout: "data", Output: "data", Attempts: 1, DurationMS: 5},
+			"killed":  {Name: "killed", Status: runtime.StatusFailed, Signal: "SIGKILL", Attempts: 1, Error: "killed by SIGKILL"},
+			"refused": {Name: "refused", Status: runtime.StatusFailed, Attempts: 1, Error: "exec sh: not allowed"},
 		},
 	}}
 	g := mustExec(t, "p.star", `
@@ -37,17 +39,21 @@ r = run(pipe(fetch, shout))
 ok, output, err, ms = r.ok, r.output, r.error, r.duration_ms
 names = list(r.stages.keys())
 s = r.stages["shout"]
-shout = [s.exit_code, s.stdout, s.stderr, s.output, s.duration_ms, s.attempts, s.error, s.status]
+shout = [s.exit_code, s.signal, s.stdout, s.stderr, s.output, s.duration_ms, s.attempts, s.error, s.status]
 f = r.stages["fetch"]
-fetch = [f.exit_code, f.stdout, f.output, f.error, f.status]
+fetch = [f.exit_code, f.signal, f.stdout, f.output, f.error, f.status]
+killed = [r.stages["killed"].exit_code, r.stages["killed"].signal]
+refused = [r.stages["refused"].exit_code, r.stages["refused"].signal]
 branch = "retry" if not r.ok else "done"
 `, withRunner(fr, nil))
 	want := map[string]string{
 		"ok": "False", "output": `"OUT"`, "err": `"stage shout failed"`, "ms": "42",
-		"names":  `["fetch", "shout"]`,
-		"shout":  `[2, "", "bad", "", 7, 3, "exit status 2", "failed"]`,
-		"fetch":  `[0, "data", "data", None, "ok"]`,
-		"branch": `"retry"`,
+		"names":   `["fetch", "shout", "killed", "refused"]`,
+		"shout":   `[2, None, "", "bad", "", 7, 3, "exit status 2", "failed"]`,
+		"fetch":   `[0, None, "data", "data", None, "ok"]`,
+		"killed":  `[None, "SIGKILL"]`,
+		"refused": `[None, None]`,
+		"branch":  `"retry"`,
 	}
 	for k, w := range want {
 		if got := g[k].String(); got != w {
@@ -66,6 +72,8 @@ r.stages["x"] = 1`, withRunner(&fakeRunner{result: &runtime.Result{OK: true}}, n
 		t.Errorf("mutating result.stages succeeded")
 	}
 }
+
+func intPtr(n int) *int { return &n }
 
 func TestRunErrors(t *testing.T) {
 	cancelled, cancel := context.WithCancel(context.Background())

@@ -57,11 +57,13 @@ type AgentRunner interface {
 }
 
 // AgentResult is how an agent run ended. Stdout is the agent's answer and becomes the
-// stage's output; Stderr is its log/transcript; a non-zero ExitCode fails the stage.
+// stage's output; Stderr is its log/transcript; a non-zero ExitCode, or a Signal that
+// killed the agent, fails the stage.
 type AgentResult struct {
 	Stdout   string
 	Stderr   string
-	ExitCode int
+	ExitCode int    // -1 when killed by a signal
+	Signal   string // e.g. "SIGKILL" when killed
 }
 
 // DefaultBackoff is the Backoff used when Executor.Backoff is nil.
@@ -132,7 +134,7 @@ func (e *Executor) Run(ctx context.Context, root Node) (*Result, error) {
 	case r.stopErr != "":
 		res.Error = r.stopErr
 	case ctx.Err() != nil:
-		res.Error = "cancelled"
+		res.Error = Cancelled
 	default:
 		res.OK = true
 		res.Output = output
@@ -173,7 +175,7 @@ func (r *run) record(sr *StageResult) {
 }
 
 func (r *run) skip(s *Stage) {
-	sr := &StageResult{Name: s.Name, Status: StatusSkipped, Error: "skipped: the run stopped before this stage started"}
+	sr := &StageResult{Name: s.Name, Status: StatusSkipped, Error: "the run stopped before this stage started"}
 	r.record(sr)
 	r.emit(Event{Stage: s.Name, Kind: EventSkip, Result: sr})
 }

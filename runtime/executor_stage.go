@@ -18,9 +18,10 @@ const WorkDir = "/workspace"
 // outcome is one attempt's result.
 type outcome struct {
 	stdout, stderr string
-	exitCode       int
-	err            error // nil: the attempt succeeded
-	permanent      bool  // a retry cannot help (e.g. the provider cannot run agents)
+	exitCode       *int   // nil unless the process exited (see StageResult.ExitCode)
+	signal         string // the signal that killed the process
+	err            error  // nil: the attempt succeeded
+	permanent      bool   // a retry cannot help (e.g. the provider cannot run agents)
 }
 
 // stage runs s (with its retries) and returns its output: stdout on success, "" otherwise.
@@ -45,7 +46,7 @@ func (r *run) stage(s *Stage, input string) string {
 		r.emit(Event{Stage: s.Name, Kind: EventStart, Attempt: attempt})
 		out = r.attempt(s, input)
 		r.release()
-		sr.ExitCode, sr.Stdout, sr.Stderr = out.exitCode, out.stdout, out.stderr
+		sr.ExitCode, sr.Signal, sr.Stdout, sr.Stderr = out.exitCode, out.signal, out.stdout, out.stderr
 		if out.err == nil {
 			sr.Status, sr.Output, sr.Error = StatusOK, out.stdout, ""
 			break
@@ -87,7 +88,7 @@ func (r *run) cancelled(sr *StageResult) {
 	if why == "" {
 		why = "the run was cancelled"
 	}
-	sr.Error = "canceled: " + why
+	sr.Error = why
 }
 
 // sleep waits d unless the run stops first; it reports whether the full wait happened.
@@ -197,11 +198,12 @@ func (r *run) execute(sb Sandbox, s *Stage, input string, agent AgentRunner) (o 
 		res, err := agent.RunAgent(ctx, sb, s, input)
 		stdout.WriteString(res.Stdout)
 		stderr.WriteString(res.Stderr)
-		o.stdout, o.stderr, o.exitCode = stdout.String(), stderr.String(), res.ExitCode
+		o.stdout, o.stderr = stdout.String(), stderr.String()
+		o.exitCode, o.signal = processEnd(res.ExitCode, res.Signal, err)
 		if err != nil {
 			o.err = fmt.Errorf("agent: %w", err)
-		} else if res.ExitCode != 0 {
-			o.err = exitError(res.ExitCode, "", o.stderr)
+		} else if res.ExitCode != 0 || res.Signal != "" {
+			o.err = exitError(res.ExitCode, res.Signal, o.stderr)
 		}
 		return o
 	}
@@ -213,7 +215,8 @@ func (r *run) execute(sb Sandbox, s *Stage, input string, agent AgentRunner) (o 
 		req.Timeout = max(time.Until(dl), time.Millisecond)
 	}
 	res, err := sb.Exec(ctx, req)
-	o.stdout, o.stderr, o.exitCode = stdout.String(), stderr.String(), res.ExitCode
+	o.stdout, o.stderr = stdout.String(), stderr.String()
+	o.exitCode, o.signal = processEnd(res.ExitCode, res.Signal, err)
 	switch {
 	case err != nil:
 		o.err = fmt.Errorf("exec %s: %w", s.Cmd[0], err)
@@ -225,6 +228,21 @@ func (r *run) execute(sb Sandbox, s *Stage, input string, agent AgentRunner) (o 
 		o.err = exitError(res.ExitCode, res.Signal, o.stderr)
 	}
 	return o
+}
+
+// processEnd is what a stage result says of how its process ended: the signal that
+// killed it, else its exit code when it exited. A sandbox that returns an error without
+// naming a signal gives no exit code: the process never ran (refused, not found, the
+// sandbox failed), or how it ended is unknown. Its ExecResult is then the zero value,
+// whose ExitCode 0 must not be passed off as a clean exit.
+func processEnd(code int, signal string, err error) (*int, string) {
+	switch {
+	case signal != "":
+		return nil, signal
+	case err != nil:
+		return nil, ""
+	}
+	return &code, ""
 }
 
 var (

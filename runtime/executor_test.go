@@ -90,7 +90,7 @@ func TestPipeDataFlow(t *testing.T) {
 			t.Errorf("stage %s: sandbox not closed", c.Stage)
 		}
 	}
-	if sr := res.Stages["b"]; sr.Stdout != "a\nb\n" || sr.Output != sr.Stdout || sr.Attempts != 1 || sr.ExitCode != 0 {
+	if sr := res.Stages["b"]; sr.Stdout != "a\nb\n" || sr.Output != sr.Stdout || sr.Attempts != 1 || sr.ExitCode == nil || *sr.ExitCode != 0 {
 		t.Errorf("stage b result %+v", sr)
 	}
 }
@@ -212,8 +212,15 @@ func TestStopCancelsSiblingsAndSkipsRest(t *testing.T) {
 		t.Errorf("Error = %q, want %q", res.Error, want)
 	}
 	status(t, res, map[string]runtime.StageStatus{"bad": runtime.StatusFailed, "slow": runtime.StatusCanceled, "after": runtime.StatusSkipped})
-	if got := res.Stages["bad"]; got.ExitCode != 3 || got.Stderr != "first\nboom\n" || got.Output != "" {
+	if got := res.Stages["bad"]; got.ExitCode == nil || *got.ExitCode != 3 || got.Stderr != "first\nboom\n" || got.Output != "" {
 		t.Errorf("bad: %+v", got)
+	}
+	// Each error says why once: the status beside it already says canceled or skipped.
+	if got := res.Stages["slow"].Error; got != "stage bad: exit code 3: boom" {
+		t.Errorf("slow (canceled): error %q, want the run's reason alone", got)
+	}
+	if got := res.Stages["after"].Error; got != "the run stopped before this stage started" {
+		t.Errorf("after (skipped): error %q", got)
 	}
 	if !slices.Equal(p.Canceled(), []string{"slow"}) {
 		t.Errorf("canceled calls %v, want [slow] (its context must be cancelled)", p.Canceled())
@@ -302,7 +309,7 @@ func TestBackoffRespectsCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &runtime.Executor{Provider: p, Backoff: func(int) time.Duration { cancel(); return time.Hour }}
 	res := runCtx(t, ctx, e, s)
-	if res.Error != "cancelled" || res.Stages["s"].Status != runtime.StatusCanceled {
+	if res.Error != runtime.Cancelled || res.Stages["s"].Status != runtime.StatusCanceled || res.Stages["s"].Error != "the run was cancelled" {
 		t.Errorf("Error=%q stage=%+v", res.Error, res.Stages["s"])
 	}
 }
@@ -494,7 +501,7 @@ func TestEventsSerialized(t *testing.T) {
 }
 
 func TestContinueInsideFanOutAndEnv(t *testing.T) {
-	p := mock.New(mock.Script{"b": {{ExitCode: 1, Err: "vm lost"}}})
+	p := mock.New(mock.Script{"b": {{Err: "vm lost"}}})
 	b := cmd("b")
 	b.OnFailure = runtime.FailContinue
 	b.Retries = 1

@@ -12,17 +12,30 @@ const (
 	StatusCanceled StageStatus = "canceled" // started, then stopped by a sibling's failure or Ctrl-C
 )
 
+// Cancelled is Result.Error of a run that its context cancelled (Ctrl-C, a signal,
+// `voidbox exec --timeout`): the README's contract for run()'s result.error.
+const Cancelled = "cancelled"
+
 // StageResult is one stage's outcome.
 type StageResult struct {
-	Name       string      `json:"name"`
-	Status     StageStatus `json:"status"`
-	ExitCode   int         `json:"exit_code"`
-	Stdout     string      `json:"stdout"`
-	Stderr     string      `json:"stderr"`
-	Output     string      `json:"output"`
-	DurationMS int64       `json:"duration_ms"`
-	Attempts   int         `json:"attempts"`
-	Error      string      `json:"error,omitempty"`
+	Name   string      `json:"name"`
+	Status StageStatus `json:"status"`
+	// ExitCode is the last attempt's exit status when its process exited, and nil when
+	// there is none to give: the process never ran (the allow list refused it, it does
+	// not exist, the sandbox failed or did not boot, the stage was skipped) or a signal
+	// killed it. A made-up 0 or -1 would read as an outcome the process never had.
+	ExitCode *int `json:"exit_code"`
+	// Signal names the signal that killed the last attempt's process ("SIGKILL"), and
+	// is "" when it exited or never ran.
+	Signal     string `json:"signal,omitempty"`
+	Stdout     string `json:"stdout"`
+	Stderr     string `json:"stderr"`
+	Output     string `json:"output"`
+	DurationMS int64  `json:"duration_ms"`
+	Attempts   int    `json:"attempts"`
+	// Error says why the stage failed, was skipped or was cancelled, without repeating
+	// Status ("the run was cancelled", not "canceled: the run was cancelled").
+	Error string `json:"error,omitempty"`
 }
 
 // Result is a whole run's outcome.

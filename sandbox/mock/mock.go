@@ -26,6 +26,10 @@ type Reply struct {
 	Stdout   string
 	Stderr   string
 	ExitCode int
+	// Signal, when set, says a signal killed the "process" ("SIGKILL"): ExitCode is
+	// then ignored and the result is ExitCode -1 with this Signal, as the real
+	// sandboxes report it.
+	Signal string
 	// Delay is how long the "process" runs before replying; it ends early (and the
 	// call is recorded as canceled) when the context is cancelled.
 	Delay time.Duration
@@ -94,8 +98,8 @@ func (p *Provider) RunAgent(ctx context.Context, sb runtime.Sandbox, st *runtime
 		return runtime.AgentResult{}, fmt.Errorf("mock agent %s: sandbox is a %T, not a mock sandbox", st.Name, sb)
 	}
 	var stdout, stderr bytes.Buffer
-	code, err := s.reply(ctx, input, &stdout, &stderr, 0, true)
-	return runtime.AgentResult{Stdout: stdout.String(), Stderr: stderr.String(), ExitCode: code}, err
+	end, err := s.reply(ctx, input, &stdout, &stderr, 0, true)
+	return runtime.AgentResult{Stdout: stdout.String(), Stderr: stderr.String(), ExitCode: end.ExitCode, Signal: end.Signal}, err
 }
 
 // Calls returns a copy of every sandbox opened so far, in open order.
@@ -178,19 +182,28 @@ func (s *Sandbox) Exec(ctx context.Context, req runtime.ExecRequest) (runtime.Ex
 	s.call.Args, s.call.Env, s.call.Dir = slices.Clone(req.Args), req.Env, req.Dir
 	s.p.mu.Unlock()
 	stdout, stderr := orDiscard(req.Stdout), orDiscard(req.Stderr)
-	code, err := s.reply(ctx, string(input), stdout, stderr, req.Timeout, false)
+	end, err := s.reply(ctx, string(input), stdout, stderr, req.Timeout, false)
 	if err == errTimeout {
 		return runtime.ExecResult{ExitCode: -1, Signal: "SIGKILL", TimedOut: true}, nil
 	}
 	if err != nil {
 		return runtime.ExecResult{}, err
 	}
-	return runtime.ExecResult{ExitCode: code}, nil
+	return runtime.ExecResult{ExitCode: end.ExitCode, Signal: end.Signal}, nil
 }
 
 var errTimeout = errors.New("mock: timed out")
 
-func (s *Sandbox) reply(ctx context.Context, input string, stdout, stderr io.Writer, timeout time.Duration, agent bool) (int, error) {
+// ending is how the scripted "process" ended: it exited with ExitCode, or Signal
+// killed it (ExitCode -1).
+type ending struct {
+	ExitCode int
+	Signal   string
+}
+
+var noEnding = ending{ExitCode: -1}
+
+func (s *Sandbox) reply(ctx context.Context, input string, stdout, stderr io.Writer, timeout time.Duration, agent bool) (ending, error) {
 	s.p.mu.Lock()
 	s.call.Input, s.call.Agent = input, agent
 	r, scripted := s.p.replyFor(s.call)
@@ -209,22 +222,25 @@ func (s *Sandbox) reply(ctx context.Context, input string, stdout, stderr io.Wri
 		case <-t.C:
 		case <-timedOut:
 			s.markCanceled()
-			return -1, errTimeout
+			return noEnding, errTimeout
 		case <-ctx.Done():
 			s.markCanceled()
-			return -1, fmt.Errorf("mock sandbox %s: %w", s.call.Stage, ctx.Err())
+			return noEnding, fmt.Errorf("mock sandbox %s: %w", s.call.Stage, ctx.Err())
 		}
 	}
 	if r.Err != "" {
-		return -1, fmt.Errorf("mock sandbox %s: %s", s.call.Stage, r.Err)
+		return noEnding, fmt.Errorf("mock sandbox %s: %s", s.call.Stage, r.Err)
 	}
 	if _, err := io.WriteString(stdout, r.Stdout); err != nil {
-		return -1, fmt.Errorf("mock sandbox %s: write stdout: %w", s.call.Stage, err)
+		return noEnding, fmt.Errorf("mock sandbox %s: write stdout: %w", s.call.Stage, err)
 	}
 	if _, err := io.WriteString(stderr, r.Stderr); err != nil {
-		return -1, fmt.Errorf("mock sandbox %s: write stderr: %w", s.call.Stage, err)
+		return noEnding, fmt.Errorf("mock sandbox %s: write stderr: %w", s.call.Stage, err)
 	}
-	return r.ExitCode, nil
+	if r.Signal != "" {
+		return ending{ExitCode: -1, Signal: r.Signal}, nil
+	}
+	return ending{ExitCode: r.ExitCode}, nil
 }
 
 func (s *Sandbox) markCanceled() {

@@ -44,6 +44,25 @@ func TestRepliesPerAttempt(t *testing.T) {
 	}
 }
 
+// A scripted signal is reported as the real sandboxes report a killed process, in Exec
+// and in RunAgent alike.
+func TestSignalReply(t *testing.T) {
+	p := New(Script{"k": {{Stderr: "dying\n", ExitCode: 7, Signal: "SIGKILL"}}})
+	res, _, err := execOnce(t, p, "k", "", 0)
+	if err != nil || res.ExitCode != -1 || res.Signal != "SIGKILL" || res.TimedOut {
+		t.Errorf("Exec = %+v, %v; want exit -1, SIGKILL, not timed out", res, err)
+	}
+	sb, err := p.Open(context.Background(), runtime.SandboxSpec{Name: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	ar, err := p.RunAgent(context.Background(), sb, &runtime.Stage{Name: "k", Prompt: "p"}, "")
+	if err != nil || ar.ExitCode != -1 || ar.Signal != "SIGKILL" || ar.Stderr != "dying\n" {
+		t.Errorf("RunAgent = %+v, %v; want exit -1, SIGKILL", ar, err)
+	}
+}
+
 func TestDelayTimeoutAndCancel(t *testing.T) {
 	p := New(Script{"slow": {{Delay: time.Minute}}})
 	res, _, err := execOnce(t, p, "slow", "", 50*time.Millisecond)
@@ -90,25 +109,29 @@ func TestLoadScript(t *testing.T) {
 		}
 		return p
 	}
-	s, err := LoadScript(write(`{"a": [{"stdout": "x", "exit_code": 1, "delay": "2s"}, {"err": "boom", "stderr": "e"}]}`))
+	s, err := LoadScript(write(`{"a": [{"stdout": "x", "exit_code": 1, "delay": "2s"}, {"err": "boom", "stderr": "e"}, {"signal": "SIGKILL"}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Reply{{Stdout: "x", ExitCode: 1, Delay: 2 * time.Second}, {Err: "boom", Stderr: "e"}}
-	if len(s["a"]) != 2 || s["a"][0] != want[0] || s["a"][1] != want[1] {
+	want := []Reply{{Stdout: "x", ExitCode: 1, Delay: 2 * time.Second}, {Err: "boom", Stderr: "e"}, {Signal: "SIGKILL"}}
+	if len(s["a"]) != 3 || s["a"][0] != want[0] || s["a"][1] != want[1] || s["a"][2] != want[2] {
 		t.Errorf("script %+v, want %+v", s, want)
 	}
 	for body, wantErr := range map[string]string{
-		`{"a": [{"stdot": "x"}]}`:        `stage "a" reply 1: json: unknown field "stdot"`,
-		`{"a": [{}, {"delay": "soon"}]}`: `stage "a" reply 2: field "delay": "soon" is not a duration`,
-		`{"a": [{"delay": "-1s"}]}`:      `field "delay": "-1s" is negative`,
-		`{"a": [{"exit_code": "1"}]}`:    `stage "a" reply 1: field "exit_code": want int, got JSON string`,
-		`{"a": []}`:                      `stage "a": empty reply list`,
-		`{"a": [null]}`:                  `reply 1: want an object, got null`,
-		`{"a": [{}]} {}`:                 `unexpected data after the JSON value`,
-		`["a"]`:                          `want an object {"stage name": [reply, ...]}`,
-		`null`:                           `got null`,
-		`{"": [{}]}`:                     `empty stage name`,
+		`{"a": [{"stdot": "x"}]}`:                        `stage "a" reply 1: json: unknown field "stdot"`,
+		`{"a": [{}, {"delay": "soon"}]}`:                 `stage "a" reply 2: field "delay": "soon" is not a duration`,
+		`{"a": [{"delay": "-1s"}]}`:                      `field "delay": "-1s" is negative`,
+		`{"a": [{"exit_code": "1"}]}`:                    `stage "a" reply 1: field "exit_code": want int, got JSON string`,
+		`{"a": [{"signal": "KILL"}]}`:                    `stage "a" reply 1: field "signal": "KILL" is not a signal name; want one like "SIGKILL"`,
+		`{"a": [{"exit_code": 0, "signal": "SIGKILL"}]}`: `fields "exit_code" and "signal": give at most one`,
+		`{"a": [{"signal": "SIGTERM", "err": "x"}]}`:     `fields "signal" and "err": give at most one`,
+		`{"a": [{"exit_code": 1, "err": "x"}]}`:          `fields "exit_code" and "err": give at most one`,
+		`{"a": []}`:                                      `stage "a": empty reply list`,
+		`{"a": [null]}`:                                  `reply 1: want an object, got null`,
+		`{"a": [{}]} {}`:                                 `unexpected data after the JSON value`,
+		`["a"]`:                                          `want an object {"stage name": [reply, ...]}`,
+		`null`:                                           `got null`,
+		`{"": [{}]}`:                                     `empty stage name`,
 	} {
 		_, err := LoadScript(write(body))
 		if err == nil {
@@ -125,7 +148,7 @@ func TestLoadScript(t *testing.T) {
 }
 
 func FuzzParseScript(f *testing.F) {
-	for _, s := range []string{`{"a": [{"stdout": "x", "exit_code": 1, "delay": "2s"}]}`, `{"a": []}`, `null`, `{"a": [{"delay": "1h"}, {"err": "x"}]}`} {
+	for _, s := range []string{`{"a": [{"stdout": "x", "exit_code": 1, "delay": "2s"}]}`, `{"a": []}`, `null`, `{"a": [{"delay": "1h"}, {"err": "x"}]}`, `{"a": [{"signal": "SIGKILL"}]}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -140,6 +163,9 @@ func FuzzParseScript(f *testing.F) {
 			for _, r := range rs {
 				if r.Delay < 0 {
 					t.Errorf("accepted negative delay %v", r.Delay)
+				}
+				if r.Signal != "" && r.Err != "" {
+					t.Errorf("accepted a reply both killed and failed: %+v", r)
 				}
 			}
 		}

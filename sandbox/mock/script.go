@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ScriptEnv is the environment variable through which the CLI names a script file for
@@ -15,20 +18,24 @@ import (
 const ScriptEnv = "VOIDBOX_MOCK_SCRIPT"
 
 // replyJSON is Reply's file form: snake_case names and a duration string for delay.
+// exit_code is a pointer so that a reply giving it beside signal or err is caught.
 type replyJSON struct {
 	Stdout   string `json:"stdout"`
 	Stderr   string `json:"stderr"`
-	ExitCode int    `json:"exit_code"`
+	ExitCode *int   `json:"exit_code"`
+	Signal   string `json:"signal"`
 	Delay    string `json:"delay"`
 	Err      string `json:"err"`
 }
 
 // LoadScript reads a script file:
 //
-//	{"stage": [{"stdout": "...", "stderr": "...", "exit_code": 1, "delay": "2s", "err": "..."}, ...]}
+//	{"stage": [{"stdout": "...", "stderr": "...", "exit_code": 1, "delay": "2s"}, ...]}
 //
-// Decoding is strict (unknown fields, trailing data and empty reply lists are errors)
-// and every error names the file, the stage and the reply at fault.
+// A reply ends its "process" one way: it exits (exit_code, default 0), a signal kills
+// it ("signal": "SIGKILL"), or the sandbox itself fails ("err": "..."); giving two of
+// these is an error. Decoding is strict (unknown fields, trailing data and empty reply
+// lists are errors) and every error names the file, the stage and the reply at fault.
 func LoadScript(path string) (Script, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -77,7 +84,13 @@ func parseReply(m json.RawMessage) (Reply, error) {
 	if err := decodeStrict(m, &j); err != nil {
 		return Reply{}, err
 	}
-	r := Reply{Stdout: j.Stdout, Stderr: j.Stderr, ExitCode: j.ExitCode, Err: j.Err}
+	r := Reply{Stdout: j.Stdout, Stderr: j.Stderr, Signal: j.Signal, Err: j.Err}
+	if j.ExitCode != nil {
+		r.ExitCode = *j.ExitCode
+	}
+	if err := checkEnding(j); err != nil {
+		return Reply{}, err
+	}
 	if j.Delay != "" {
 		d, err := time.ParseDuration(j.Delay)
 		if err != nil {
@@ -89,6 +102,29 @@ func parseReply(m json.RawMessage) (Reply, error) {
 		r.Delay = d
 	}
 	return r, nil
+}
+
+// checkEnding refuses a reply that ends its process two ways, and a signal that is
+// not one: a process that exited was not killed, and one that never ran (err) did
+// neither.
+func checkEnding(j replyJSON) error {
+	var given []string
+	if j.ExitCode != nil {
+		given = append(given, `"exit_code"`)
+	}
+	if j.Signal != "" {
+		given = append(given, `"signal"`)
+		if unix.SignalNum(j.Signal) == 0 {
+			return fmt.Errorf(`field "signal": %q is not a signal name; want one like "SIGKILL" or "SIGTERM"`, j.Signal)
+		}
+	}
+	if j.Err != "" {
+		given = append(given, `"err"`)
+	}
+	if len(given) > 1 {
+		return fmt.Errorf("fields %s: give at most one; a reply exits (exit_code), is killed (signal) or fails in the sandbox (err)", strings.Join(given, " and "))
+	}
+	return nil
 }
 
 func decodeStrict(data []byte, v any) error {
