@@ -2,7 +2,6 @@ package vmstate
 
 import (
 	"io"
-	"os"
 	"os/exec"
 	goruntime "runtime"
 	"syscall"
@@ -41,14 +40,20 @@ func StartPinned(cmd *exec.Cmd) (<-chan error, error) {
 	return exited, nil
 }
 
-// Tail returns the last n bytes of the file at path: "" when n <= 0 or the
-// file cannot be opened, and what could be read if reading fails midway.
-// It is meant for logs and consoles quoted in error messages.
+// MaxTail bounds what Tail reads, whatever n a caller asks for.
+const MaxTail = 1 << 20
+
+// Tail returns the last n bytes (at most MaxTail) of the regular file at path:
+// "" when n <= 0 or the file cannot be opened, is a symlink, a FIFO or a
+// device, and what could be read if reading fails midway. It never reads
+// before the tail, so a huge log costs no more than a small one. It is meant
+// for logs and consoles quoted in error messages.
 func Tail(path string, n int) string {
 	if n <= 0 {
 		return ""
 	}
-	f, err := os.Open(path)
+	n = min(n, MaxTail)
+	f, err := openRegular(path)
 	if err != nil {
 		return ""
 	}

@@ -99,6 +99,13 @@ func TestTail(t *testing.T) {
 	if err := os.WriteFile(path, []byte("0123456789"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A symlink and a FIFO are not read (a FIFO without a writer would block).
+	if err := os.Symlink(path, filepath.Join(filepath.Dir(path), "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(filepath.Dir(path), "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		path string
 		n    int
@@ -110,6 +117,8 @@ func TestTail(t *testing.T) {
 		{path, 0, ""},
 		{path, -1, ""},
 		{path + ".missing", 4, ""},
+		{filepath.Join(filepath.Dir(path), "link"), 4, ""},
+		{filepath.Join(filepath.Dir(path), "fifo"), 4, ""},
 	} {
 		if got := Tail(c.path, c.n); got != c.want {
 			t.Errorf("Tail(%s, %d) = %q, want %q", filepath.Base(c.path), c.n, got, c.want)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -44,11 +46,21 @@ func WritePids(dir string, pids []int) error {
 	return nil
 }
 
+// maxPidsFile bounds how much of a pids file Sweep reads: a VM lists a handful
+// of processes, a few bytes each.
+const maxPidsFile = 4 << 10
+
 // Sweep removes the state dirs in os.TempDir() whose owning voidbox process
 // is gone, first killing any VM process listed in them that still runs.
 // PR_SET_PDEATHSIG (see StartPinned) normally kills those processes already;
-// this covers what it cannot (a reused pid, a crash mid-start). The CLI calls
-// it at start. It returns the directories it removed.
+// this covers what it cannot (a reused pid, a crash mid-start, a VMM that
+// changed its uid, which clears the death signal). The CLI calls it at start.
+// It returns the directories it removed.
+//
+// The temp dir is shared with every local user, so Sweep only touches what
+// NewDir could have made: a real directory (not a symlink) owned by our
+// effective uid with mode 0700. Anything else, planted or left by another
+// user's voidbox, is left alone.
 func Sweep() ([]string, error) { return SweepIn(os.TempDir()) }
 
 // SweepIn is Sweep over the state dirs directly under root.
@@ -64,7 +76,7 @@ func SweepIn(root string) ([]string, error) {
 		if !ok || owner == os.Getpid() || processAlive(owner) {
 			continue
 		}
-		if st, err := os.Lstat(dir); err != nil || !st.IsDir() {
+		if !ownStateDir(dir) {
 			continue
 		}
 		killListed(dir)
@@ -94,6 +106,20 @@ func ownerPid(base string) (int, bool) {
 	return pid, true
 }
 
+// ownStateDir reports whether dir is a directory NewDir could have made: not a
+// symlink, owned by our effective uid, mode exactly 0700.
+func ownStateDir(dir string) bool {
+	st, err := os.Lstat(dir)
+	if err != nil || !st.IsDir() {
+		return false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok || int(sys.Uid) != os.Geteuid() {
+		return false
+	}
+	return st.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) == 0o700
+}
+
 func processAlive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
@@ -102,7 +128,7 @@ func processAlive(pid int) bool {
 // killListed SIGKILLs the processes in dir's pids file, but only those whose
 // command line still mentions dir, so a recycled pid is never hit.
 func killListed(dir string) {
-	raw, err := os.ReadFile(filepath.Join(dir, PidsFile))
+	raw, err := readSmallRegular(filepath.Join(dir, PidsFile), maxPidsFile)
 	if err != nil {
 		return
 	}
@@ -113,6 +139,39 @@ func killListed(dir string) {
 		}
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
+}
+
+// openRegular opens path for reading without following a final symlink and
+// without blocking on a FIFO or device, and returns it only if it is a regular
+// file: whoever can write to a directory must not be able to make voidbox hang
+// or read somewhere else.
+func openRegular(path string) (*os.File, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is a %v, not a regular file", path, st.Mode().Type())
+	}
+	return f, nil
+}
+
+// readSmallRegular reads at most max bytes of the regular file at path (see
+// openRegular).
+func readSmallRegular(path string, max int64) ([]byte, error) {
+	f, err := openRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, max))
 }
 
 // parsePids reads a pids file, skipping lines that are not a positive pid: a
