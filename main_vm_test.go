@@ -145,6 +145,21 @@ func TestVMStageTimeoutAndAllowList(t *testing.T) {
 	}
 }
 
+// exit_code and signal under the vm sandbox, through the CLI's --json: an int only for
+// a process that exited; null with the signal named for a killed one; null for a
+// command the agent's allow list refused or could not find. --max-parallel 1 keeps it
+// to one VM at a time on a loaded machine.
+func TestVMExitCodeAndSignal(t *testing.T) {
+	vmtest.Require(t)
+	prog := writeFile(t, t.TempDir(), "exits.star", exitCases+"pipeline = graph\n")
+	r := voidbox(t, vmArgs(t, "--json", "--max-parallel", "1", prog)...)
+	if r.code != exitOK {
+		t.Fatalf("exit %d (the failures are on_failure = \"continue\")\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	checkExitFields(t, r.stdout)
+	vmtest.WaitNoVMs(t, ownMarker(), 10*time.Second)
+}
+
 // startSlowRun starts voidbox as a separate process on a stage that runs for minutes
 // and returns once its VM is up.
 func startSlowRun(t *testing.T) (*exec.Cmd, string, *lockedBuffer) {
@@ -238,6 +253,19 @@ func TestDoctorAndGuestInfo(t *testing.T) {
 	}
 	if strings.Contains(r.stdout, "failed: KVM probe boot failed") {
 		t.Errorf("doctor says the probe failed twice:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stdout, "\nisolation: ") || !strings.Contains(r.stdout, "voidbox adds these layers:\n") {
+		t.Errorf("doctor does not say what isolates a stage:\n%s", r.stdout)
+	}
+	if tcg := strings.Contains(r.stdout, "--sandbox auto uses: vm on qemu/tcg"); tcg != strings.Contains(r.stdout, "which QEMU does not treat as a security boundary") {
+		t.Errorf("under TCG (%v) doctor must say, and otherwise must not, that QEMU does not treat its emulator as a security boundary:\n%s", tcg, r.stdout)
+	}
+	if strings.Contains(r.stdout, "--sandbox auto uses: vm on qemu/tcg") {
+		// KVM does not work here (the probe result is cached): asked for by name it is refused.
+		k := voidbox(t, "doctor", "--accel", "kvm", "--kernel", img.Kernel, "--initramfs", img.Initramfs)
+		if k.code != exitFailed || !strings.Contains(k.stdout, "--sandbox auto uses: none: --accel kvm asks for KVM, which does not work here") {
+			t.Errorf("doctor --accel kvm without working KVM: exit %d\n%s", k.code, k.stdout)
+		}
 	}
 	r = voidbox(t, "doctor", "--kernel", filepath.Join(t.TempDir(), "missing-vmlinuz"))
 	if r.code != exitFailed || !strings.Contains(r.stdout, doctorRow("guest image", "MISSING")) {

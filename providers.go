@@ -47,15 +47,24 @@ func (vs vmSettings) validate() error {
 	default:
 		return usageErrorf("--vmm must be auto, cloud-hypervisor or qemu, got %q", vs.vmm)
 	}
-	accel, from := vs.accel, "--accel"
-	if accel == "" {
-		accel, from = os.Getenv(qemu.EnvAccel), "$"+qemu.EnvAccel
-	}
+	accel, from := vs.accelChoice()
 	switch accel {
-	case "", "auto", "kvm", "tcg":
+	case "auto", "kvm", "tcg":
 		return nil
 	}
 	return usageErrorf("%s must be auto, kvm or tcg, got %q", from, accel)
+}
+
+// accelChoice is the QEMU accelerator asked for and where: --accel, else
+// $VOIDBOX_ACCEL, else "auto" (from "").
+func (vs vmSettings) accelChoice() (accel, from string) {
+	if vs.accel != "" {
+		return vs.accel, "--accel"
+	}
+	if a := os.Getenv(qemu.EnvAccel); a != "" {
+		return a, "$" + qemu.EnvAccel
+	}
+	return "auto", ""
 }
 
 // openProvider builds the sandbox provider a run asked for. The returned func releases
@@ -141,26 +150,67 @@ func chooseVMM(ctx context.Context, vs vmSettings, img guestimage.Image, verbose
 
 func newQEMU(ctx context.Context, vs vmSettings, img guestimage.Image, verbose bool, warn io.Writer) (runtime.VMM, error) {
 	var notice bytes.Buffer
-	v, err := qemu.New(qemu.Options{Accel: vs.accel, Notice: &notice})
+	opts := qemu.Options{Accel: vs.accel, Notice: &notice}
+	v, err := qemu.New(opts)
 	if err != nil {
 		return nil, fmt.Errorf("no microVM sandbox: %w\n(run 'voidbox doctor' for what is missing and how to install it)", err)
 	}
-	if err := settleAccel(ctx, v, img, &notice, verbose, warn); err != nil {
+	kvmFrom := ""
+	if accel, from := vs.accelChoice(); accel == "kvm" {
+		kvmFrom = from
+	}
+	if err := settleAccel(ctx, qemuAccel{v, opts}, img, &notice, verbose, warn, kvmFrom); err != nil {
 		return nil, err
 	}
 	return v, nil
 }
 
-// accelSettler is the part of *qemu.VMM that settles the accelerator; tests fake it.
+// accelSettler is the part of *qemu.VMM that settles the accelerator, with the KVM
+// probe boot; tests fake it.
 type accelSettler interface {
 	Accel(ctx context.Context, kernel, initramfs string) (string, error)
+	ProbeKVM(ctx context.Context, kernel, initramfs string) (qemu.ProbeResult, error)
+}
+
+// qemuAccel is a QEMU driver with the probe boot its options call for.
+type qemuAccel struct {
+	*qemu.VMM
+	opts qemu.Options
+}
+
+// ProbeKVM reports whether a guest boots under KVM here; without /dev/kvm it does not
+// try.
+func (q qemuAccel) ProbeKVM(ctx context.Context, kernel, initramfs string) (qemu.ProbeResult, error) {
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		return qemu.ProbeResult{Detail: "/dev/kvm does not exist"}, nil
+	}
+	return qemu.ProbeKVM(ctx, q.opts, kernel, initramfs)
 }
 
 // settleAccel makes QEMU's accelerator choice now, so that a fallback to TCG is announced
 // once, before the first stage line, rather than by whichever stage boots first. notice
 // is the buffer the driver writes its fallback notice to: its detail (QEMU's failure
 // text) is for --verbose and 'voidbox doctor'; everyone else gets one short sentence.
-func settleAccel(ctx context.Context, v accelSettler, img guestimage.Image, notice *bytes.Buffer, verbose bool, warn io.Writer) error {
+//
+// kvmFrom is set ("--accel", "$VOIDBOX_ACCEL") when KVM was asked for by name. Then
+// nothing falls back: unless a probe boot under KVM succeeds the run does not start.
+// The driver would not fall back either, but every stage would fail its boot on its
+// own (or hang in a broken KVM until the boot timeout); one error up front says why.
+func settleAccel(ctx context.Context, v accelSettler, img guestimage.Image, notice *bytes.Buffer, verbose bool, warn io.Writer, kvmFrom string) error {
+	if kvmFrom != "" {
+		res, err := v.ProbeKVM(ctx, img.Kernel, img.Initramfs)
+		if err != nil {
+			return fmt.Errorf("no microVM sandbox: %s kvm: %w", kvmFrom, err)
+		}
+		if !res.OK {
+			why := kvmWhy()
+			if verbose {
+				why = res.Detail
+			}
+			return fmt.Errorf("no microVM sandbox: %s kvm, but KVM does not work here (%s), and voidbox does not fall back to TCG when KVM is asked for. "+
+				"Use --accel auto or tcg to run under TCG software emulation (which QEMU does not treat as a security boundary), or see 'voidbox doctor'", kvmFrom, why)
+		}
+	}
 	accel, err := v.Accel(ctx, img.Kernel, img.Initramfs)
 	if err != nil {
 		return fmt.Errorf("no microVM sandbox: choose QEMU's accelerator: %w", err)
@@ -173,10 +223,15 @@ func settleAccel(ctx context.Context, v accelSettler, img guestimage.Image, noti
 		_, _ = warn.Write(notice.Bytes())
 		return nil
 	}
-	why := "probe boot failed"
-	if _, err := os.Stat("/dev/kvm"); err != nil {
-		why = "no /dev/kvm"
-	}
-	fmt.Fprintf(warn, "voidbox: KVM does not work here (%s); using QEMU with TCG software emulation (slower). Run 'voidbox doctor' for details.\n", why)
+	fmt.Fprintf(warn, "voidbox: KVM does not work here (%s); using QEMU with TCG software emulation (slower, and not a security boundary by QEMU's own policy). Run 'voidbox doctor' for details.\n", kvmWhy())
 	return nil
+}
+
+// kvmWhy is the short reason KVM does not work, for one-line messages; QEMU's own text
+// is for --verbose and 'voidbox doctor'.
+func kvmWhy() string {
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		return "no /dev/kvm"
+	}
+	return "probe boot failed"
 }
