@@ -80,7 +80,8 @@ type failingFlaky struct{ *recorder }
 func (f *failingFlaky) Run(ctx context.Context, root runtime.Node) (*runtime.Result, error) {
 	res, err := f.recorder.Run(ctx, root)
 	if s, ok := res.Stages["flaky"]; ok {
-		s.Status, s.Attempts, s.ExitCode, s.Output = runtime.StatusFailed, 2, 3, ""
+		code := 3
+		s.Status, s.Attempts, s.ExitCode, s.Output = runtime.StatusFailed, 2, &code, ""
 	}
 	return res, err
 }
