@@ -5,6 +5,7 @@ package vmtest
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"os/exec"
@@ -59,8 +60,10 @@ func build() (guestimage.Image, error) {
 		return guestimage.Image{}, err
 	}
 	kind := KernelKind()
-	// One directory per test binary and kernel: packages' tests run in parallel processes.
-	dir := filepath.Join(os.TempDir(), "voidbox-test-image-"+kind+"-"+filepath.Base(os.Args[0]))
+	// One directory per checkout, test binary and kernel: packages' tests run in parallel
+	// processes, and two checkouts on one machine must not swap each other's agent.
+	tree := sha256.Sum256([]byte(root))
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("voidbox-test-image-%x-%s-%s", tree[:4], kind, filepath.Base(os.Args[0])))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return guestimage.Image{}, err
 	}
