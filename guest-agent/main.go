@@ -38,7 +38,7 @@ func run(c *console) error {
 	}
 	c.reopen()
 	c.logf("mounted /proc /sys /dev /dev/pts /tmp /run")
-	cfg, err := readBootConfig()
+	cfg, err := readBootConfig(c)
 	if err != nil {
 		return err
 	}
@@ -108,27 +108,6 @@ func powerOff(c *console) {
 	for {
 		time.Sleep(time.Hour) // PID 1 must not exit: that panics the kernel
 	}
-}
-
-// readBootConfig parses voidbox.boot= and then hides the command line (it carries
-// the session secret) from stage processes by bind-mounting an empty file over it.
-func readBootConfig() (proto.BootConfig, error) {
-	b, err := os.ReadFile("/proc/cmdline")
-	if err != nil {
-		return proto.BootConfig{}, fmt.Errorf("read kernel command line: %w", err)
-	}
-	cfg, err := proto.ParseKernelCmdline(string(b))
-	if err != nil {
-		return proto.BootConfig{}, err
-	}
-	const empty = "/run/voidbox-empty"
-	if err := os.WriteFile(empty, nil, 0o444); err != nil {
-		return cfg, fmt.Errorf("hide kernel command line: %w", err)
-	}
-	if err := unix.Mount(empty, "/proc/cmdline", "", unix.MS_BIND, ""); err != nil {
-		return cfg, fmt.Errorf("hide kernel command line: bind %s over /proc/cmdline: %w", empty, err)
-	}
-	return cfg, nil
 }
 
 // configuredModules returns the guest's module loader and the modules the image

@@ -37,8 +37,42 @@ const (
 	virtioVsockID   = "0x0013"
 )
 
-// serve finds the agent transport and serves the host until the session ends.
+// sessionWait bounds how long the agent waits for the host's session. The host
+// connects as soon as the VMM runs and gives up after runtime.BootTimeout (2
+// minutes); a guest still without a session long after that was abandoned (its
+// voidbox died before connecting: a VMM that dropped privileges no longer dies
+// with voidbox) and powers itself off instead of running until the next sweep.
+const sessionWait = 5 * time.Minute
+
+// serve finds the agent transport and serves the host until the session ends,
+// or until sessionWait passes without one.
 func serve(ctx context.Context, c *console, srv *agent.Server) error {
+	return serveWithin(ctx, c, srv, sessionWait, serveTransport)
+}
+
+// serveWithin runs serveFn, giving up when no session was established within wait.
+func serveWithin(ctx context.Context, c *console, srv *agent.Server, wait time.Duration,
+	serveFn func(context.Context, *console, *agent.Server) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- serveFn(ctx, c, srv) }()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case err := <-served:
+		return err
+	case <-timer.C:
+		if !srv.Established() {
+			// A transport read may still be blocked; powering off ends it.
+			return fmt.Errorf("no host session after %v: the host is gone", wait)
+		}
+		return <-served
+	}
+}
+
+// serveTransport finds the agent transport and serves the host there.
+func serveTransport(ctx context.Context, c *console, srv *agent.Server) error {
 	deadline := time.Now().Add(transportWait)
 	for {
 		if port, ok := findSerialPort(); ok {
@@ -137,8 +171,9 @@ func serveVsock(ctx context.Context, c *console, srv *agent.Server) error {
 }
 
 // serveListener accepts host connections on l: an unauthenticated one is dropped
-// and the agent keeps listening; the end of an authenticated session (the host went
-// away) ends serveListener, which powers the VM off.
+// and the agent keeps listening; so is every connection after the boot's one
+// authenticated session (the Server refuses and logs those); the end of that
+// session (the host went away) ends serveListener, which powers the VM off.
 func serveListener(ctx context.Context, c *console, srv *agent.Server, l net.Listener) error {
 	defer l.Close()
 	ended := make(chan error, 1)
@@ -154,6 +189,9 @@ func serveListener(ctx context.Context, c *console, srv *agent.Server, l net.Lis
 			}
 			go func() {
 				err := srv.Serve(ctx, conn)
+				if errors.Is(err, agent.ErrSessionTaken) {
+					return // the Server logged the refusal
+				}
 				if errors.Is(err, agent.ErrHandshake) {
 					c.logf("rejected connection from %s: %v", conn.RemoteAddr(), err)
 					return

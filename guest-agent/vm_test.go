@@ -58,24 +58,32 @@ func TestAgentInRealVM(t *testing.T) {
 // insists that no QEMU process of it remains.
 func bootAgent(t *testing.T, vmm *qemu.VMM, img guestimage.Image) (*qemu.Machine, *proto.Client) {
 	t.Helper()
+	m, client, _, _ := bootAgentSecret(t, vmm, img)
+	return m, client
+}
+
+// bootAgentSecret is bootAgent that also returns the VM's secret and its
+// voidbox.boot= word, for tests that look for them where they must not be.
+func bootAgentSecret(t *testing.T, vmm *qemu.VMM, img guestimage.Image) (m *qemu.Machine, client *proto.Client, secret, bootArg string) {
+	t.Helper()
 	// A short state dir: the driver's unix sockets must stay under 108 bytes.
 	stateDir, err := vmstate.NewDir()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(stateDir) })
-	secret, err := proto.NewSecret()
+	secret, err = proto.NewSecret()
 	if err != nil {
 		t.Fatal(err)
 	}
-	bootArg, err := proto.BootConfig{Secret: secret, Hostname: "vmtest", Allow: []string{"sh", "cat", "id", "grep"},
+	bootArg, err = proto.BootConfig{Secret: secret, Hostname: "vmtest", Allow: []string{"sh", "cat", "id", "grep"},
 		Rlimits: proto.Rlimits{NOFILE: 256}, UnixTime: time.Now().Unix(), Debug: true}.KernelArg()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), runtime.BootTimeout)
 	defer cancel()
-	m, err := vmm.BootMachine(ctx, runtime.VMConfig{Name: "agent-" + t.Name(), Kernel: img.Kernel, Initramfs: img.Initramfs,
+	m, err = vmm.BootMachine(ctx, runtime.VMConfig{Name: "agent-" + t.Name(), Kernel: img.Kernel, Initramfs: img.Initramfs,
 		Cmdline: bootArg, MemoryMB: 256, VCPUs: 1, StateDir: stateDir})
 	if err != nil {
 		t.Fatalf("boot: %v", err)
@@ -102,13 +110,13 @@ func bootAgent(t *testing.T, vmm *qemu.VMM, img guestimage.Image) (*qemu.Machine
 	if err != nil {
 		t.Fatalf("dial agent: %v", err)
 	}
-	client, err := proto.Connect(ctx, conn, secret)
+	client, err = proto.Connect(ctx, conn, secret)
 	if err != nil {
 		conn.Close()
 		t.Fatalf("connect: %v", err)
 	}
 	t.Logf("session up %v after boot", time.Since(begin))
-	return m, client
+	return m, client, secret, bootArg
 }
 
 // checkSession exercises what a stage relies on: the exec sandbox (uid, no_new_privs,

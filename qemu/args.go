@@ -2,9 +2,11 @@ package qemu
 
 import (
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 
+	"github.com/voidbox/voidbox/guest-agent/proto"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -23,9 +25,10 @@ const baseCmdline = "console=ttyS0 reboot=k panic=-1"
 
 // File names inside a VM's state directory.
 const (
-	consoleFile = "console.log"
-	qmpFile     = "qmp.sock"
-	agentFile   = "agent.sock"
+	consoleFile   = "console.log"
+	consoleSocket = "console.sock" // voidbox listens, QEMU's serial connects (see vmstate.Console)
+	qmpFile       = "qmp.sock"
+	agentFile     = "agent.sock"
 )
 
 // launch is what buildArgs needs besides the VMConfig.
@@ -34,6 +37,11 @@ type launch struct {
 	tscKHz   int    // non-zero under TCG: tell the guest the TSC rate (see tsc.go)
 	dir      string // private state directory (sockets, console log)
 	vsockCID uint32 // non-zero: use vhost-vsock with this guest CID
+	// bootConfig: dir/boot.json holds the BootConfig, passed as fw_cfg item
+	// proto.FwCfgName instead of voidbox.boot= on the kernel command line.
+	bootConfig bool
+	runAs      string      // non-empty: QEMU chroots into dir and drops to this user
+	release    qemuRelease // QEMU's version, for how confinement is spelt
 }
 
 func (l launch) path(name string) string { return filepath.Join(l.dir, name) }
@@ -68,15 +76,26 @@ func buildArgs(cfg runtime.VMConfig, l launch) ([]string, error) {
 		"-smp", fmt.Sprint(cfg.VCPUs),
 		"-m", fmt.Sprintf("%dM", cfg.MemoryMB),
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-		// Seccomp: QEMU may not exec, raise privileges or use obsolete calls.
-		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+		// Seccomp: QEMU may not exec or use obsolete calls (see sandboxArg).
+		"-sandbox", sandboxArg(l.runAs != ""),
 		// Modern virtio-mmio; vhost-user (virtiofsd) refuses legacy devices.
 		"-global", "virtio-mmio.force-legacy=false",
+		// -kernel, -initrd and -append take their value whole (no option
+		// syntax); every path inside a key=value list goes through optValue.
 		"-kernel", cfg.Kernel,
 		"-initrd", cfg.Initramfs,
 		"-append", kernelCmdline(cfg.Cmdline, l),
-		"-serial", "file:" + l.path(consoleFile),
-		"-qmp", "unix:" + l.path(qmpFile) + ",server=on,wait=off",
+		// The serial console goes to voidbox, which caps what it keeps.
+		"-chardev", "socket,id=console,path=" + optValue(l.path(consoleSocket)),
+		"-serial", "chardev:console",
+		"-chardev", "socket,id=qmp,path=" + optValue(l.path(qmpFile)) + ",server=on,wait=off",
+		"-mon", "chardev=qmp,mode=control",
+	}
+	if l.bootConfig {
+		args = append(args, "-fw_cfg", "name="+proto.FwCfgName+",file="+optValue(l.path(bootConfigFile)))
+	}
+	if l.runAs != "" {
+		args = append(args, confineArgs(l.release, l.dir, l.runAs)...)
 	}
 	if len(cfg.Shares) > 0 {
 		// vhost-user needs guest RAM in a shareable memfd.
@@ -92,7 +111,7 @@ func buildArgs(cfg runtime.VMConfig, l launch) ([]string, error) {
 			// default 31: the guest driver sets up two virtqueues per port at
 			// probe time, which under TCG is most of virtio_console's load time.
 			"-device", "virtio-serial-device,max_ports=2",
-			"-chardev", "socket,id=agent,path="+l.path(agentFile)+",server=on,wait=off",
+			"-chardev", "socket,id=agent,path="+optValue(l.path(agentFile))+",server=on,wait=off",
 			"-device", "virtserialport,chardev=agent,name="+AgentPortName,
 		)
 	}
@@ -104,7 +123,7 @@ func buildArgs(cfg runtime.VMConfig, l launch) ([]string, error) {
 		seen[s.Tag] = true
 		id := fmt.Sprintf("fs%d", i)
 		args = append(args,
-			"-chardev", "socket,id="+id+",path="+shareSocket(l.dir, i),
+			"-chardev", "socket,id="+id+",path="+optValue(shareSocket(l.dir, i)),
 			"-device", "vhost-user-fs-device,chardev="+id+",tag="+s.Tag,
 		)
 	}
@@ -112,11 +131,11 @@ func buildArgs(cfg runtime.VMConfig, l launch) ([]string, error) {
 		if cfg.MAC == "" {
 			return nil, fmt.Errorf("vm %s: NetworkSocket is set but MAC is empty; give the NIC a MAC address", cfg.Name)
 		}
-		if strings.Contains(cfg.NetworkSocket, ",") {
-			return nil, fmt.Errorf("vm %s: NetworkSocket %q must not contain ','", cfg.Name, cfg.NetworkSocket)
+		if _, err := net.ParseMAC(cfg.MAC); err != nil || strings.ContainsAny(cfg.MAC, ",=") {
+			return nil, fmt.Errorf("vm %s: MAC %q is not a MAC address like 52:54:00:12:34:56", cfg.Name, cfg.MAC)
 		}
 		args = append(args,
-			"-netdev", "stream,id=n0,server=off,addr.type=unix,addr.path="+cfg.NetworkSocket,
+			"-netdev", "stream,id=n0,server=off,addr.type=unix,addr.path="+optValue(cfg.NetworkSocket),
 			"-device", "virtio-net-device,netdev=n0,mac="+cfg.MAC,
 		)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mdlayher/vsock"
 
+	"github.com/voidbox/voidbox/internal/termsafe"
 	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/runtime"
 )
@@ -31,21 +32,30 @@ var PoweroffGrace = 500 * time.Millisecond
 // errTailBytes is how much console a failure message quotes.
 const errTailBytes = 2048
 
-// keptConsole is how much console stays in memory after the state dir is gone.
+// keptConsole is how much of the console's end stays in memory, also after the
+// state dir is gone.
 const keptConsole = 64 << 10
+
+// consoleLogLimit bounds the head of the console kept in console.log (see
+// vmstate.Console): a guest that floods its console costs voidbox neither disk
+// nor memory past it. A variable so that tests can flood past it quickly.
+var consoleLogLimit int64 = 1 << 20
+
+// consoleDrain bounds the wait, after QEMU exited, for the console's last bytes.
+const consoleDrain = 2 * time.Second
 
 // Machine is one running QEMU process and its helpers.
 type Machine struct {
-	cfg    runtime.VMConfig
-	l      launch
-	opts   Options
-	cmd    *exec.Cmd
-	stderr *tailBuffer
-	done   chan struct{}
+	cfg     runtime.VMConfig
+	l       launch
+	opts    Options
+	cmd     *exec.Cmd
+	stderr  *tailBuffer
+	console *vmstate.Console
+	done    chan struct{}
 
 	mu       sync.Mutex
 	err      error
-	console  string // console tail saved once the state dir is removed
 	finished bool
 	killedBy string // why voidbox killed the VM, empty otherwise
 	helpers  []*exec.Cmd
@@ -73,11 +83,18 @@ func (m *Machine) start(ctx context.Context, bin string, args []string) error {
 		m.waits = append(m.waits, wait)
 		pids = append(pids, cmd.Process.Pid)
 	}
+	console, err := vmstate.ListenConsole(m.l.path(consoleSocket), m.l.path(consoleFile), consoleLogLimit, keptConsole)
+	if err != nil {
+		m.abort()
+		return err
+	}
+	m.console = console
 	m.cmd = exec.Command(bin, args...)
 	m.cmd.Stdin = nil
 	m.cmd.Stdout = m.stderr
 	m.cmd.Stderr = m.stderr
-	exited, err := vmstate.StartPinned(m.cmd)
+	// QEMU drops privileges itself (-runas), which cancels the death signal.
+	exited, err := vmstate.StartPinnedAcrossSetuid(m.cmd)
 	if err != nil {
 		m.abort()
 		return fmt.Errorf("start %s: %w", bin, err)
@@ -100,6 +117,10 @@ func (m *Machine) start(ctx context.Context, bin string, args []string) error {
 			_, err := qmpCommand(qctx, qmp, "query-status", nil)
 			cancel()
 			if err == nil {
+				// QEMU has read the fw_cfg file: the secret need not stay on disk.
+				if m.l.bootConfig {
+					os.Remove(m.l.path(bootConfigFile))
+				}
 				return nil
 			}
 		}
@@ -117,9 +138,12 @@ func (m *Machine) start(ctx context.Context, bin string, args []string) error {
 	}
 }
 
-// abort undoes a partial start: helpers killed, state dir removed.
+// abort undoes a partial start: helpers killed, console closed, state dir removed.
 func (m *Machine) abort() {
 	m.stopHelpers()
+	if m.console != nil {
+		_ = m.console.Close(0)
+	}
 	os.RemoveAll(m.l.dir)
 }
 
@@ -136,21 +160,29 @@ func (m *Machine) stopHelpers() {
 func (m *Machine) reap(exited <-chan error) {
 	werr := <-exited
 	m.stopHelpers()
-	console := vmstate.Tail(m.l.path(consoleFile), keptConsole)
+	_ = m.console.Close(consoleDrain)
+	console := m.console.Tail(keptConsole)
 	if m.cfg.StateDir != "" {
-		// The caller's StateDir outlives ours: leave the full log there.
-		if data, err := os.ReadFile(m.l.path(consoleFile)); err == nil {
-			_ = os.WriteFile(filepath.Join(m.cfg.StateDir, consoleFile), data, 0o644)
-		}
+		// The caller's StateDir outlives ours: leave the (capped) log there.
+		m.keepLog(filepath.Join(m.cfg.StateDir, consoleFile))
 	}
 	os.RemoveAll(m.l.dir)
 
 	m.mu.Lock()
-	m.console = console
 	m.finished = true
 	m.err = m.exitError(werr, console)
 	m.mu.Unlock()
 	close(m.done)
+}
+
+// keepLog copies the capped console log to path (mode 0600: guest output).
+func (m *Machine) keepLog(path string) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = vmstate.CopyLog(f, m.l.path(consoleFile), consoleLogLimit+keptConsole+4096)
 }
 
 func (m *Machine) exitError(werr error, console string) error {
@@ -172,7 +204,7 @@ func (m *Machine) exitError(werr error, console string) error {
 				break
 			}
 		}
-		return fmt.Errorf("vm %s: guest kernel panic: %s\nconsole tail:\n%s", name, strings.TrimSpace(line), lastBytes(console[:upTo], errTailBytes))
+		return fmt.Errorf("vm %s: guest kernel panic: %s\nconsole tail:\n%s", name, termsafe.Clean(strings.TrimSpace(line)), termsafe.Clean(lastBytes(console[:upTo], errTailBytes)))
 	}
 	if m.killedBy != "" {
 		return fmt.Errorf("vm %s: %w (%s)", name, ErrKilled, m.killedBy)
@@ -180,10 +212,10 @@ func (m *Machine) exitError(werr error, console string) error {
 	if werr != nil {
 		msg := fmt.Sprintf("vm %s: qemu exited: %v", name, werr)
 		if s := strings.TrimSpace(m.stderr.String()); s != "" {
-			msg += "\nqemu stderr:\n" + lastBytes(s, errTailBytes)
+			msg += "\nqemu stderr:\n" + termsafe.Clean(lastBytes(s, errTailBytes))
 		}
 		if c := strings.TrimSpace(console); c != "" {
-			msg += "\nconsole tail:\n" + lastBytes(c, errTailBytes)
+			msg += "\nconsole tail:\n" + termsafe.Clean(lastBytes(c, errTailBytes))
 		}
 		return errors.New(msg)
 	}
@@ -216,17 +248,14 @@ func (m *Machine) Pid() int { return m.cmd.Process.Pid }
 // it is removed when the VM ends.
 func (m *Machine) StateDir() string { return m.l.dir }
 
-// ConsoleTail returns the last n bytes of the serial console, also after the
-// VM has ended (up to 64 KiB are kept).
+// ConsoleTail returns the last n bytes of the serial console (up to 64 KiB are
+// kept), also after the VM has ended, with terminal controls removed
+// (termsafe.Clean): the guest wrote it, and callers print it.
 func (m *Machine) ConsoleTail(n int) string {
-	m.mu.Lock()
-	if m.finished {
-		c := m.console
-		m.mu.Unlock()
-		return lastBytes(c, n)
+	if m.console == nil {
+		return ""
 	}
-	m.mu.Unlock()
-	return vmstate.Tail(m.l.path(consoleFile), n)
+	return termsafe.Clean(m.console.Tail(n))
 }
 
 // DialAgent connects to the guest agent's channel, retrying until the

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/voidbox/voidbox/internal/termsafe"
 	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/runtime"
 )
@@ -103,15 +104,24 @@ func trivialBoot(ctx context.Context, opts Options, kernel, initramfs, accel str
 	if accel == "tcg" {
 		l.tscKHz = hostTSCkHz()
 	}
-	args, err := buildArgs(runtime.VMConfig{Name: "floor", Kernel: kernel, Initramfs: initramfs, Cmdline: trivialInit, MemoryMB: FloorMemoryMB, VCPUs: 1}, l)
+	cfg, err := prepareLaunch(runtime.VMConfig{Name: "floor", Kernel: kernel, Initramfs: initramfs, Cmdline: trivialInit, MemoryMB: FloorMemoryMB, VCPUs: 1}, &l, opts.Binary)
 	if err != nil {
 		return 0, err
 	}
+	args, err := buildArgs(cfg, l)
+	if err != nil {
+		return 0, err
+	}
+	console, err := vmstate.ListenConsole(l.path(consoleSocket), l.path(consoleFile), consoleLogLimit, keptConsole)
+	if err != nil {
+		return 0, err
+	}
+	defer console.Close(0)
 	stderr := &tailBuffer{max: 4 << 10}
 	cmd := exec.Command(opts.Binary, args...)
 	cmd.Stdout, cmd.Stderr = stderr, stderr
 	start := time.Now()
-	wait, err := vmstate.StartPinned(cmd)
+	wait, err := vmstate.StartPinnedAcrossSetuid(cmd)
 	if err != nil {
 		return 0, fmt.Errorf("start %s: %w", opts.Binary, err)
 	}
@@ -121,15 +131,17 @@ func trivialBoot(ctx context.Context, opts Options, kernel, initramfs, accel str
 	case <-ctx.Done():
 		_ = cmd.Process.Kill()
 		<-wait
-		return 0, fmt.Errorf("%s boot did not power off in time: %w%s", accel, ctx.Err(), consoleSuffix(vmstate.Tail(l.path(consoleFile), errTailBytes)))
+		_ = console.Close(consoleDrain)
+		return 0, fmt.Errorf("%s boot did not power off in time: %w%s", accel, ctx.Err(), consoleSuffix(console.Tail(errTailBytes)))
 	}
 	elapsed := time.Since(start)
-	console := vmstate.Tail(l.path(consoleFile), 64<<10)
+	_ = console.Close(consoleDrain)
+	tail := console.Tail(keptConsole)
 	if werr != nil {
-		return 0, fmt.Errorf("%s boot: qemu exited: %v: %s%s", accel, werr, strings.TrimSpace(stderr.String()), consoleSuffix(console))
+		return 0, fmt.Errorf("%s boot: qemu exited: %v: %s%s", accel, werr, termsafe.Clean(strings.TrimSpace(stderr.String())), consoleSuffix(tail))
 	}
-	if !strings.Contains(console, "Run /sbin/poweroff as init process") {
-		return 0, fmt.Errorf("%s boot: the kernel did not reach init%s", accel, consoleSuffix(console))
+	if !strings.Contains(tail, "Run /sbin/poweroff as init process") {
+		return 0, fmt.Errorf("%s boot: the kernel did not reach init%s", accel, consoleSuffix(tail))
 	}
 	return elapsed, nil
 }
@@ -234,5 +246,5 @@ func consoleSuffix(console string) string {
 	if console == "" {
 		return ""
 	}
-	return "\nconsole tail:\n" + lastBytes(console, errTailBytes)
+	return "\nconsole tail:\n" + termsafe.Clean(lastBytes(console, errTailBytes))
 }

@@ -29,15 +29,17 @@ func TestBuildArgs(t *testing.T) {
 		"-accel tcg -cpu max -smp 2 -m 512M",
 		"-nodefaults -no-user-config -nographic -no-reboot -sandbox on,",
 		"-global virtio-mmio.force-legacy=false",
-		"-append console=ttyS0 reboot=k panic=-1 tsc_early_khz=2445400 voidbox.boot=x -- y -serial",
-		"-serial file:/s/console.log -qmp unix:/s/qmp.sock,server=on,wait=off",
+		"-append console=ttyS0 reboot=k panic=-1 tsc_early_khz=2445400 voidbox.boot=x -- y -chardev",
+		"-chardev socket,id=console,path=/s/console.sock -serial chardev:console",
+		"-chardev socket,id=qmp,path=/s/qmp.sock,server=on,wait=off -mon chardev=qmp,mode=control",
+		"-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 		"-device virtio-serial-device,max_ports=2 -chardev socket,id=agent,path=/s/agent.sock,server=on,wait=off -device virtserialport,chardev=agent,name=voidbox.agent",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("args lack %q:\n%s", want, got)
 		}
 	}
-	if strings.Contains(got, "memory-backend") || strings.Contains(got, "netdev") {
+	if strings.Contains(got, "memory-backend") || strings.Contains(got, "netdev") || strings.Contains(got, "-fw_cfg") || strings.Contains(got, "-runas") {
 		t.Errorf("args without shares or network carry their devices:\n%s", got)
 	}
 
@@ -68,6 +70,7 @@ func TestBuildArgsRejects(t *testing.T) {
 		"VCPUs 0":              func(c *runtime.VMConfig) { c.VCPUs = 0 },
 		"tag":                  func(c *runtime.VMConfig) { c.Shares = []runtime.Share{{Tag: "a,b", HostPath: "/"}} },
 		"MAC":                  func(c *runtime.VMConfig) { c.NetworkSocket = "/n" },
+		"not a MAC address":    func(c *runtime.VMConfig) { c.NetworkSocket, c.MAC = "/n", "52:54:00:12:34:56,x=y" },
 	}
 	for want, mutate := range cases {
 		c := base

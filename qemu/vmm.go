@@ -8,10 +8,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 
+	"github.com/voidbox/voidbox/guest-agent/proto"
 	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/runtime"
 )
@@ -151,6 +153,11 @@ func (v *VMM) BootMachine(ctx context.Context, cfg runtime.VMConfig) (*Machine, 
 	if VhostVsockAvailable() {
 		l.vsockCID = randomCID()
 	}
+	cfg, err = prepareLaunch(cfg, &l, v.opts.Binary)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("boot %s: %w", cfg.Name, err)
+	}
 	args, err := buildArgs(cfg, l)
 	if err != nil {
 		os.RemoveAll(dir)
@@ -161,6 +168,32 @@ func (v *VMM) BootMachine(ctx context.Context, cfg runtime.VMConfig) (*Machine, 
 		return nil, fmt.Errorf("boot %s: %w", cfg.Name, err)
 	}
 	return m, nil
+}
+
+// prepareLaunch keeps the secret off QEMU's command line and QEMU off root: a
+// voidbox.boot= word in cfg.Cmdline is taken out and written to the state dir
+// for fw_cfg (the returned cfg no longer has it), and when voidbox is root, l
+// gets the user QEMU drops to and the QEMU release that decides how.
+func prepareLaunch(cfg runtime.VMConfig, l *launch, binary string) (runtime.VMConfig, error) {
+	rest, js, err := proto.CutBootArg(cfg.Cmdline)
+	if err != nil {
+		return cfg, err
+	}
+	if js != nil {
+		if err := writeBootConfig(l.path(bootConfigFile), js); err != nil {
+			return cfg, err
+		}
+		cfg.Cmdline, l.bootConfig = rest, true
+	}
+	if l.runAs, err = dropUser(os.Geteuid(), user.Lookup); err != nil || l.runAs == "" {
+		return cfg, err
+	}
+	_, version, err := qemuVersion(binary)
+	if err != nil {
+		return cfg, err
+	}
+	l.release, err = parseRelease(version)
+	return cfg, err
 }
 
 // VhostVsockAvailable reports whether the host can give VMs a vhost-vsock

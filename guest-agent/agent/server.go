@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -44,12 +45,21 @@ type Options struct {
 	Logf             func(string, ...any) // console log; default discards
 }
 
-// Server serves sessions under one policy. Use one Server per VM.
+// Server serves exactly one authenticated session under one policy: use one
+// Server per VM boot. Once a peer has authenticated, every later connection is
+// refused (closed unanswered, and logged), also after that session ended: the
+// secret may have leaked by then, and the host never reconnects to a VM.
 type Server struct {
 	opts Options
 
-	mu    sync.Mutex
-	procs map[uint32]*process // running execs by stream id, for OpCancel
+	// established is set by the first connection that authenticates.
+	established atomic.Bool
+
+	mu sync.Mutex
+	// procs are the session's running execs by stream id, for OpCancel and for
+	// the kill when the session ends. Stream ids are the session's own; with one
+	// session per Server, the Server's processes are the session's.
+	procs map[uint32]*process
 }
 
 // NewServer validates opts and returns a Server.
@@ -78,23 +88,44 @@ func NewServer(opts Options) (*Server, error) {
 	return &Server{opts: opts, procs: map[uint32]*process{}}, nil
 }
 
+// Established reports whether a peer has authenticated: the boot's one session
+// is (or was) under way.
+func (s *Server) Established() bool { return s.established.Load() }
+
 // ErrHandshake wraps every failure before the session is established: the caller
 // closes the connection and, on a listening transport, keeps listening.
 var ErrHandshake = errors.New("agent handshake failed")
 
+// ErrSessionTaken is wrapped (with ErrHandshake) by Serve for a connection that
+// came after the boot's one session was established.
+var ErrSessionTaken = errors.New("this boot's one agent session is already established; later connections are refused")
+
 type deadliner interface{ SetDeadline(time.Time) error }
 
 // Serve authenticates the host on conn and then serves requests until the session
-// ends. It returns nil when an established session ended (the host went away),
-// ctx.Err() when ctx ended it, and an error wrapping ErrHandshake when the peer never
-// authenticated. Serve closes conn before returning.
+// ends; the session's processes are killed then. It returns nil when an
+// established session ended (the host went away), ctx.Err() when ctx ended it, and
+// an error wrapping ErrHandshake when the peer never authenticated or came after
+// the boot's one session (then also ErrSessionTaken). Serve closes conn before
+// returning.
 func (s *Server) Serve(ctx context.Context, conn io.ReadWriteCloser) error {
 	defer conn.Close()
+	if s.established.Load() {
+		// Not even a handshake: nothing for a second peer to learn or to try.
+		s.opts.Logf("refused a connection: %v", ErrSessionTaken)
+		return fmt.Errorf("%w: %w", ErrHandshake, ErrSessionTaken)
+	}
 	if d, ok := conn.(deadliner); ok {
 		_ = d.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
 	}
 	if err := proto.ServerHandshake(conn, s.opts.Secret); err != nil {
 		return fmt.Errorf("%w: %w", ErrHandshake, err)
+	}
+	// Two peers that knew the secret may have finished their handshakes at once:
+	// the first to get here has the session.
+	if !s.established.CompareAndSwap(false, true) {
+		s.opts.Logf("refused an authenticated connection: %v", ErrSessionTaken)
+		return fmt.Errorf("%w: %w", ErrHandshake, ErrSessionTaken)
 	}
 	if d, ok := conn.(deadliner); ok {
 		_ = d.SetDeadline(time.Time{})
@@ -103,11 +134,15 @@ func (s *Server) Serve(ctx context.Context, conn io.ReadWriteCloser) error {
 	if err != nil {
 		return fmt.Errorf("start session: %w", err)
 	}
-	defer sess.Close()
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
-	defer stop()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		stop()
+		sess.Close()
+		// Nothing a session started outlives it, whatever its streams were doing.
+		s.killSessionProcesses()
+		wg.Wait()
+	}()
 	for {
 		st, err := sess.AcceptStream()
 		if err != nil {
@@ -121,6 +156,23 @@ func (s *Server) Serve(ctx context.Context, conn io.ReadWriteCloser) error {
 			defer wg.Done()
 			s.handle(st)
 		}()
+	}
+}
+
+// killSessionProcesses kills every exec the session still runs (process group and
+// cgroup; see process.kill).
+func (s *Server) killSessionProcesses() {
+	s.mu.Lock()
+	procs := make([]*process, 0, len(s.procs))
+	for _, p := range s.procs {
+		procs = append(procs, p)
+	}
+	s.mu.Unlock()
+	if len(procs) > 0 {
+		s.opts.Logf("session ended: killing its %d running process(es)", len(procs))
+	}
+	for _, p := range procs {
+		p.kill()
 	}
 }
 

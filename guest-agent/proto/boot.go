@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -117,13 +116,9 @@ func decodeSecret(s string) ([]byte, error) {
 
 // KernelArg encodes c as the kernel command-line word voidbox.boot=<base64url JSON>.
 func (c BootConfig) KernelArg() (string, error) {
-	c = c.WithDefaults()
-	if err := c.Validate(); err != nil {
-		return "", err
-	}
-	js, err := json.Marshal(c)
+	js, err := c.JSON()
 	if err != nil {
-		return "", fmt.Errorf("encode boot config: %w", err)
+		return "", err
 	}
 	arg := bootArgKey + base64.RawURLEncoding.EncodeToString(js)
 	if len(arg) > MaxBootArg {
@@ -138,33 +133,12 @@ func ParseKernelCmdline(cmdline string) (BootConfig, error) {
 	if len(cmdline) > maxCmdline {
 		return BootConfig{}, fmt.Errorf("kernel command line is %d bytes, at most %d scanned", len(cmdline), maxCmdline)
 	}
-	var enc string
-	found := false
-	for _, w := range strings.Fields(cmdline) {
-		if v, ok := strings.CutPrefix(w, bootArgKey); ok {
-			if found {
-				return BootConfig{}, fmt.Errorf("kernel command line has more than one %s word", bootArgKey)
-			}
-			enc, found = v, true
-		}
+	_, c, found, err := cutBootArg(cmdline)
+	if err != nil {
+		return BootConfig{}, err
 	}
 	if !found {
 		return BootConfig{}, fmt.Errorf("kernel command line has no %s word: the VM was not booted by voidbox", bootArgKey)
-	}
-	if len(enc) > MaxBootArg {
-		return BootConfig{}, fmt.Errorf("%s value is %d bytes, at most %d allowed", bootArgKey, len(enc), MaxBootArg)
-	}
-	js, err := base64.RawURLEncoding.DecodeString(enc)
-	if err != nil {
-		return BootConfig{}, fmt.Errorf("%s value is not unpadded base64url: %w", bootArgKey, err)
-	}
-	var c BootConfig
-	if err := strictUnmarshal(js, &c); err != nil {
-		return BootConfig{}, fmt.Errorf("%s JSON: %w", bootArgKey, err)
-	}
-	c = c.WithDefaults()
-	if err := c.Validate(); err != nil {
-		return BootConfig{}, err
 	}
 	return c, nil
 }

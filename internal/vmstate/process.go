@@ -1,7 +1,9 @@
 package vmstate
 
 import (
+	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	goruntime "runtime"
 	"syscall"
@@ -13,7 +15,23 @@ import (
 // on a goroutine locked to its thread, which then stays in Wait for the
 // child's whole life. The returned channel yields Wait's result once. The
 // error from a failed start is returned as is; callers add which process.
-func StartPinned(cmd *exec.Cmd) (<-chan error, error) {
+func StartPinned(cmd *exec.Cmd) (<-chan error, error) { return startPinned(cmd, false) }
+
+// StartPinnedAcrossSetuid is StartPinned for a process that changes its user
+// ids itself (QEMU's -runas): the kernel then forgets PR_SET_PDEATHSIG, and
+// such a process would outlive a voidbox that was killed. A lifeline keeps
+// the tie: the process inherits one end of a socket pair (as an extra fd it
+// never uses) whose open file is set, by voidbox, to send SIGKILL to the
+// process on I/O events (F_SETOWN, F_SETSIG, O_ASYNC); voidbox holds the other
+// end until the process has exited. When voidbox dies, the kernel closes that
+// end, the hang-up on the inherited end signals the process, and, since root
+// set the owner, the signal reaches it whatever user it became. The lifeline is
+// armed right after the start, long before QEMU drops privileges (the last
+// step of its start-up, after the machine is built); until then the death
+// signal still covers it.
+func StartPinnedAcrossSetuid(cmd *exec.Cmd) (<-chan error, error) { return startPinned(cmd, true) }
+
+func startPinned(cmd *exec.Cmd, lifeline bool) (<-chan error, error) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
@@ -22,22 +40,69 @@ func StartPinned(cmd *exec.Cmd) (<-chan error, error) {
 	// and a Ctrl-C at the terminal reaches only voidbox, which then stops the
 	// VM in order instead of having it killed under it.
 	cmd.SysProcAttr.Setpgid = true
+	var ours, theirs *os.File
+	if lifeline {
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("lifeline socket pair: %w", err)
+		}
+		ours, theirs = os.NewFile(uintptr(fds[0]), "lifeline"), os.NewFile(uintptr(fds[1]), "lifeline")
+		cmd.ExtraFiles = append(cmd.ExtraFiles, theirs)
+	}
 	started := make(chan error, 1)
 	exited := make(chan error, 1)
 	go func() {
 		goruntime.LockOSThread()
 		defer goruntime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
+		err := cmd.Start()
+		if err == nil && lifeline {
+			if err = armLifeline(theirs, cmd.Process.Pid); err != nil {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}
+		}
+		if theirs != nil {
+			theirs.Close() // the child has its own copy of the open file
+		}
+		if err != nil {
+			if ours != nil {
+				ours.Close()
+			}
 			started <- err
 			return
 		}
 		started <- nil
-		exited <- cmd.Wait()
+		werr := cmd.Wait()
+		if ours != nil {
+			ours.Close() // only now: closing it earlier would kill the process
+		}
+		exited <- werr
 	}()
 	if err := <-started; err != nil {
 		return nil, err
 	}
 	return exited, nil
+}
+
+// armLifeline makes any I/O event on f's open file (the peer's hang-up) send
+// SIGKILL to pid.
+func armLifeline(f *os.File, pid int) error {
+	fd := f.Fd()
+	const fSetSig = 10 // F_SETSIG
+	if _, _, e := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_SETOWN, uintptr(pid)); e != 0 {
+		return fmt.Errorf("lifeline: F_SETOWN: %w", e)
+	}
+	if _, _, e := syscall.Syscall(syscall.SYS_FCNTL, fd, fSetSig, uintptr(syscall.SIGKILL)); e != 0 {
+		return fmt.Errorf("lifeline: F_SETSIG: %w", e)
+	}
+	fl, _, e := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
+	if e == 0 {
+		_, _, e = syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_SETFL, fl|syscall.O_ASYNC)
+	}
+	if e != 0 {
+		return fmt.Errorf("lifeline: O_ASYNC: %w", e)
+	}
+	return nil
 }
 
 // MaxTail bounds what Tail reads, whatever n a caller asks for.

@@ -22,16 +22,78 @@ func TestStartPinnedChild(t *testing.T) {
 		t.Skip("helper process for TestStartPinnedDiesWithParent")
 	}
 	cmd := exec.Command("sleep", "60")
-	if _, err := StartPinned(cmd); err != nil {
+	start := StartPinned
+	switch os.Getenv(childEnv) {
+	case "setuid", "setuid-lifeline":
+		// The process drops to nobody itself, as QEMU's -runas does.
+		cmd = exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "60")
+		if os.Getenv(childEnv) == "setuid-lifeline" {
+			start = StartPinnedAcrossSetuid
+		}
+	}
+	if _, err := start(cmd); err != nil {
 		t.Fatal(err)
+	}
+	if cmd.Args[0] == "setpriv" {
+		// Report only once the uid changed: the death signal is forgotten then.
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(readStatus(cmd.Process.Pid), "Uid:\t65534"); {
+			if time.Now().After(deadline) {
+				t.Fatalf("setpriv did not change its uid: %s", readStatus(cmd.Process.Pid))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 	fmt.Printf("PID %d\n", cmd.Process.Pid)
 	time.Sleep(time.Minute)
 }
 
 func TestStartPinnedDiesWithParent(t *testing.T) {
+	if pid := startChildAndKillIt(t, "1"); pid != 0 && !diesWithin(pid, 10*time.Second) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("process %d outlived the SIGKILLed process that started it", pid)
+	}
+}
+
+// A process that changes its uid after the start loses the kernel's death
+// signal; the lifeline still kills it when voidbox dies.
+func TestStartPinnedAcrossSetuidDiesWithParent(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a process can change its uid only when started by root")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("needs setpriv (util-linux) to change uid after the start")
+	}
+	// Without the lifeline, the setup does lose the death signal (else this test
+	// would prove nothing).
+	if pid := startChildAndKillIt(t, "setuid"); pid != 0 {
+		if diesWithin(pid, 2*time.Second) {
+			t.Fatalf("process %d died with its parent although it changed uid: the test cannot show the lifeline's effect", pid)
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if pid := startChildAndKillIt(t, "setuid-lifeline"); pid != 0 && !diesWithin(pid, 10*time.Second) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("process %d changed uid and outlived the SIGKILLed voidbox despite the lifeline", pid)
+	}
+}
+
+func diesWithin(pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// startChildAndKillIt runs TestStartPinnedChild in mode, reads the pid it
+// started, SIGKILLs the child and returns that pid.
+func startChildAndKillIt(t *testing.T, mode string) int {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestStartPinnedChild$", "-test.v")
-	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+mode)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -53,14 +115,7 @@ func TestStartPinnedDiesWithParent(t *testing.T) {
 	if pid == 0 {
 		t.Fatal("child did not report the pid it started")
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("process %d outlived the SIGKILLed process that started it", pid)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return pid
 }
 
 func TestStartPinnedOwnGroupAndWait(t *testing.T) {
@@ -130,4 +185,9 @@ func TestTail(t *testing.T) {
 func alive(pid int) bool {
 	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	return err == nil && !strings.Contains(string(st), ") Z ")
+}
+
+func readStatus(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	return string(b)
 }

@@ -4,7 +4,8 @@
 // answers each line "X" with "hello X". The kernel cmdline parameter
 // voidbox.test=panic makes it crash the kernel instead, voidbox.test=hang
 // makes it idle, voidbox.test=share copies /mnt/in.txt of the virtio-fs
-// share "share" to /mnt/out.txt and powers off.
+// share "share" to /mnt/out.txt and powers off, voidbox.test=flood writes 1 MiB
+// (and terminal escape sequences) to the console and powers off.
 package main
 
 import (
@@ -38,9 +39,15 @@ func main() {
 		_ = os.WriteFile("/proc/sysrq-trigger", []byte("c"), 0)
 		fail("sysrq crash did not happen")
 	case "hang":
-		select {}
+		for {
+			// Not select{}: with nothing left to wake it, the Go runtime would
+			// end PID 1 ("all goroutines are asleep"), panicking the kernel.
+			time.Sleep(time.Hour)
+		}
 	case "share":
 		shareRoundTrip()
+	case "flood":
+		flood()
 	}
 	port := findPort("voidbox.agent")
 	f, err := os.OpenFile(port, os.O_RDWR, 0)
@@ -142,6 +149,24 @@ func shareRoundTrip() {
 		fail("write share: %v", err)
 	}
 	_ = unix.Unmount("/mnt", 0)
+	unix.Sync()
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+}
+
+// flood floods the serial console, then says goodbye behind escape sequences
+// that would retitle and clear the host's terminal, and powers off.
+func flood() {
+	f, err := os.OpenFile("/dev/console", os.O_WRONLY, 0)
+	if err != nil {
+		fail("open console: %v", err)
+	}
+	line := []byte(strings.Repeat("flood", 20) + "\n") // 101 bytes
+	for range (1 << 20) / len(line) {
+		if _, err := f.Write(line); err != nil {
+			fail("write console: %v", err)
+		}
+	}
+	_, _ = f.WriteString("\x1b]0;owned\x07\x1b[2Jtestinit: flood done\n")
 	unix.Sync()
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 }
