@@ -3,8 +3,10 @@ package chv
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/voidbox/voidbox/runtime"
 )
@@ -122,6 +124,30 @@ func pathsIn(dir string) (vmPaths, error) {
 		return vmPaths{}, fmt.Errorf("chv: VMConfig.StateDir %q is too long for unix sockets (%d bytes needed, at most %d); use a shorter directory", dir, n, maxSocketPath)
 	}
 	return p, nil
+}
+
+// makePrivate makes the state dir ours alone (mode 0700). Cloud Hypervisor has
+// no fw_cfg: the boot config, per-VM agent secret included, rides on the kernel
+// command line inside the VM config that voidbox PUTs to the API socket, and
+// anyone who can connect to that socket can read it back (GET vm.info). The
+// command line never appears on a process's command line (cloud-hypervisor is
+// started with socket paths only), so the API socket is what must stay private.
+// A symlink or a directory of another user is refused, not changed.
+func makePrivate(dir string) error {
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !st.IsDir() || !ok || int(sys.Uid) != os.Geteuid() {
+		return fmt.Errorf("state dir %s (%v) must be a directory of this user: its API socket gives the VM config, with the agent secret, to whoever can connect", dir, st.Mode())
+	}
+	if st.Mode().Perm() != 0o700 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("state dir: make it private: %w", err)
+		}
+	}
+	return nil
 }
 
 // checkConfig rejects a VMConfig the driver cannot boot, before any process

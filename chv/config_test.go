@@ -2,6 +2,7 @@ package chv
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -75,5 +76,34 @@ func TestPathsIn(t *testing.T) {
 	p, err := pathsIn("/run/vb/1")
 	if err != nil || p.API != filepath.Join("/run/vb/1", "api.sock") || p.Events != "/run/vb/1/events.json" {
 		t.Errorf("paths %+v, %v", p, err)
+	}
+}
+
+func TestMakePrivate(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := makePrivate(dir); err != nil {
+		t.Fatalf("a 0755 dir of ours: %v", err)
+	}
+	if st, _ := os.Stat(dir); st.Mode().Perm() != 0o700 {
+		t.Errorf("state dir left at %v; its API socket would give the secret away", st.Mode().Perm())
+	}
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(t.TempDir(), link); err != nil {
+		t.Fatal(err)
+	}
+	if err := makePrivate(link); err == nil || !strings.Contains(err.Error(), "must be a directory of this user") {
+		t.Errorf("symlink as the state dir: %v", err)
+	}
+	if os.Geteuid() == 0 {
+		other := t.TempDir()
+		if err := os.Chown(other, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if err := makePrivate(other); err == nil {
+			t.Error("took over another user's directory as the state dir")
+		}
 	}
 }

@@ -107,6 +107,9 @@ func (d *Driver) boot(ctx context.Context, cfg runtime.VMConfig) (*machine, erro
 	if err := os.MkdirAll(paths.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("chv: vm %s: state dir: %w", cfg.Name, err)
 	}
+	if err := makePrivate(paths.Dir); err != nil {
+		return nil, fmt.Errorf("chv: vm %s: %w", cfg.Name, err)
+	}
 	m := newMachine(cfg.Name, paths)
 	booted := false
 	defer func() {
