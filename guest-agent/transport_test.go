@@ -128,6 +128,9 @@ func TestServeListenerRefusesSecondSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := first.Ping(ctx); err != nil { // the session is established once it answers
+		t.Fatal(err)
+	}
 	conn, _ = net.Dial("unix", sock)
 	if second, err := proto.Connect(ctx, conn, secret); err == nil {
 		second.Close()

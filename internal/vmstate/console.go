@@ -30,6 +30,7 @@ type Console struct {
 
 	mu      sync.Mutex
 	conn    net.Conn
+	cut     bool   // Close stopped waiting: a connection accepted now is closed at once
 	written int64  // bytes written to file
 	total   int64  // bytes received
 	tail    []byte // the last keep bytes received (up to 2*keep before trimming)
@@ -68,6 +69,9 @@ func (c *Console) serve() {
 	}
 	c.mu.Lock()
 	c.conn = conn
+	if c.cut {
+		conn.Close()
+	}
 	c.mu.Unlock()
 	defer conn.Close()
 	buf := make([]byte, 32<<10)
@@ -122,6 +126,11 @@ func (c *Console) Total() int64 {
 	return c.total
 }
 
+// acceptGrace bounds how long Close waits for the VMM's connection to be
+// accepted: a VMM that has exited made it already if it ever did (it is queued
+// on the listener), so only a VMM that never connected costs this wait.
+const acceptGrace = 100 * time.Millisecond
+
 // Close ends the capture once the VMM has exited: it waits up to grace for
 // the console to reach its end (the VMM's last words are still in the socket),
 // then stops reading, completes the log file (marker and tail when the output
@@ -129,11 +138,16 @@ func (c *Console) Total() int64 {
 func (c *Console) Close(grace time.Duration) error {
 	var err error
 	c.closing.Do(func() {
-		c.ln.Close()
+		if ul, ok := c.ln.(*net.UnixListener); ok {
+			_ = ul.SetDeadline(time.Now().Add(min(grace, acceptGrace)))
+		} else {
+			c.ln.Close()
+		}
 		select {
 		case <-c.done:
 		case <-time.After(grace):
 			c.mu.Lock()
+			c.cut = true
 			if c.conn != nil {
 				c.conn.Close()
 			}
