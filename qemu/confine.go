@@ -45,6 +45,12 @@ func dropUser(euid int, lookup func(string) (*user.User, error)) (string, error)
 	return "", fmt.Errorf("qemu: voidbox runs as root, but neither user %s nor %s exists to run QEMU as; create one: useradd --system --no-create-home --shell /usr/sbin/nologin %s", VMMUser, fallbackVMMUser, VMMUser)
 }
 
+// RunAsUser is the user QEMU runs as under this voidbox process, for `voidbox
+// doctor`: "" when voidbox is not root (QEMU keeps voidbox's own user), else
+// VMMUser or nobody; an error when voidbox is root and neither exists (boots
+// then fail with the same error).
+func RunAsUser() (string, error) { return dropUser(os.Geteuid(), user.Lookup) }
+
 // qemuRelease is QEMU's major.minor version, which decides how confinement is
 // spelt on its command line.
 type qemuRelease struct{ major, minor int }

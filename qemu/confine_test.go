@@ -105,6 +105,9 @@ func TestDropUser(t *testing.T) {
 	if _, err := dropUser(0, lookup()); err == nil || !strings.Contains(err.Error(), "useradd --system") {
 		t.Errorf("root and no user: %v; want an error saying how to create one", err)
 	}
+	if u, err := RunAsUser(); err != nil || (os.Geteuid() == 0) != (u != "") {
+		t.Errorf("RunAsUser as uid %d = %q, %v", os.Geteuid(), u, err)
+	}
 	users["voidbox-vmm"] = &user.User{Username: "voidbox-vmm", Uid: "0", Gid: "0"}
 	if _, err := dropUser(0, lookup("voidbox-vmm")); err == nil {
 		t.Error("accepted a VMM user with uid 0")
