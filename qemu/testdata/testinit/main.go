@@ -37,7 +37,10 @@ func main() {
 	switch mode {
 	case "panic":
 		_ = os.WriteFile("/proc/sysrq-trigger", []byte("c"), 0)
-		fail("sysrq crash did not happen")
+		// A kernel without CONFIG_MAGIC_SYSRQ (the voidbox kernel): PID 1
+		// exiting panics it too ("Attempted to kill init!").
+		fmt.Println("testinit: no sysrq crash; exiting PID 1")
+		os.Exit(1)
 	case "hang":
 		for {
 			// Not select{}: with nothing left to wake it, the Go runtime would
