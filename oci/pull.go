@@ -1,0 +1,366 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"golang.org/x/sync/errgroup"
+)
+
+// PullPolicy says when a tag is resolved against its registry.
+type PullPolicy int
+
+const (
+	// PullAlways resolves a tag every time; when the registry cannot be
+	// reached, the digest it last resolved to is used (Image.Warning).
+	PullAlways PullPolicy = iota
+	// PullMissing uses the digest a tag last resolved to when that image is
+	// cached, without asking the registry.
+	PullMissing
+)
+
+// parallelLayers is how many layers download at a time (Docker's default).
+const parallelLayers = 3
+
+// PullOptions shape one Pull.
+type PullOptions struct {
+	Policy PullPolicy
+	// Progress, if set, receives layer progress; calls are serialized.
+	Progress func(Progress)
+}
+
+// Status of a layer in a Progress report.
+type Status int
+
+const (
+	StatusCached      Status = iota // already in the cache, nothing to download
+	StatusDownloading               // Done bytes of Total so far
+	StatusDone                      // downloaded and verified
+)
+
+// Progress reports one layer of a pull.
+type Progress struct {
+	Ref    string
+	Layer  string // digest
+	Index  int    // 0-based, lowest layer first
+	Count  int    // layers in the image
+	Done   int64  // compressed bytes
+	Total  int64
+	Status Status
+}
+
+// parseRef parses a reference (defaults: Docker Hub, tag latest), marking
+// the registry insecure when the store was told so.
+func parseRef(s string, insecure map[string]bool) (name.Reference, error) {
+	ref, err := name.ParseReference(s)
+	if err != nil {
+		return nil, err
+	}
+	if insecure[ref.Context().RegistryStr()] {
+		return name.ParseReference(s, name.Insecure)
+	}
+	return ref, nil
+}
+
+// Pull makes the image ref (linux/amd64) available in the cache and
+// describes it.
+func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (*Image, error) {
+	r, err := parseRef(ref, s.insecure)
+	if err != nil {
+		return nil, fmt.Errorf("oci: image reference %q is not valid: %w", ref, err)
+	}
+	unlock, err := s.lock(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	key := r.Name()
+	refs, err := s.readRefs()
+	if err != nil {
+		return nil, err
+	}
+	rec, known := refs[key]
+	_, isTag := r.(name.Tag)
+	if d, ok := r.(name.Digest); ok {
+		if img, err := s.loadDigest(key, d.DigestStr()); err == nil {
+			if !known { // cached through another reference: list this one too
+				err := s.updateRefs(ctx, func(m map[string]record) {
+					m[key] = record{Digest: img.Digest, Index: img.Index, Resolved: s.now().UTC()}
+				})
+				if err != nil {
+					return nil, err
+				}
+			}
+			s.reportCached(img, opts.Progress)
+			return img, nil
+		}
+	}
+	if isTag && known && opts.Policy == PullMissing {
+		if img, err := s.load(key, rec.Digest); err == nil {
+			img.Index = rec.Index
+			s.reportCached(img, opts.Progress)
+			return img, nil
+		}
+	}
+	img, err := s.fetch(ctx, r, opts.Progress)
+	if err == nil {
+		return img, nil
+	}
+	if isTag && known && ctx.Err() == nil && unreachable(err) {
+		if img, lerr := s.load(key, rec.Digest); lerr == nil {
+			img.Index = rec.Index
+			img.Warning = fmt.Sprintf("registry %s unreachable (%v); using %s, which %s resolved to on %s",
+				r.Context().RegistryStr(), err, rec.Digest, key, rec.Resolved.Format("2006-01-02 15:04:05 MST"))
+			s.reportCached(img, opts.Progress)
+			return img, nil
+		}
+	}
+	return nil, explain(ref, r, err)
+}
+
+func (s *Store) reportCached(img *Image, progress func(Progress)) {
+	if progress == nil {
+		return
+	}
+	for i, l := range img.Layers {
+		progress(Progress{Ref: img.Ref, Layer: l.Digest, Index: i, Count: len(img.Layers), Done: l.Size, Total: l.Size, Status: StatusCached})
+	}
+}
+
+func (s *Store) remoteOptions(ctx context.Context) []remote.Option {
+	base := s.transport
+	if base == nil {
+		base = remote.DefaultTransport
+	}
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(s.keychain),
+		remote.WithTransport(httpPolicy{base: base, insecure: s.insecure}), remote.WithPlatform(Platform),
+		remote.WithUserAgent("voidbox")}
+}
+
+// fetch resolves r against its registry and downloads what is missing.
+func (s *Store) fetch(ctx context.Context, r name.Reference, progress func(Progress)) (*Image, error) {
+	ro := s.remoteOptions(ctx)
+	desc, err := remote.Get(r, ro...)
+	if err != nil {
+		return nil, err
+	}
+	digest, rawManifest, index := desc.Digest.String(), desc.Manifest, ""
+	switch {
+	case desc.MediaType.IsIndex():
+		im, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))
+		if err != nil {
+			return nil, fmt.Errorf("index %s: %w", desc.Digest, err)
+		}
+		child, err := pickPlatform(im)
+		if err != nil {
+			return nil, fmt.Errorf("index %s: %w", desc.Digest, err)
+		}
+		if err := s.putBlob(desc.Digest.String(), int64(len(desc.Manifest)), bytes.NewReader(desc.Manifest), nil); err != nil {
+			return nil, err
+		}
+		cdesc, err := remote.Get(r.Context().Digest(child.Digest.String()), ro...)
+		if err != nil {
+			return nil, fmt.Errorf("the %s image %s of index %s: %w", Platform.Architecture, child.Digest, desc.Digest, err)
+		}
+		if !cdesc.MediaType.IsImage() {
+			return nil, fmt.Errorf("the %s entry %s of index %s is a %s, not an image manifest", Platform.Architecture, child.Digest, desc.Digest, cdesc.MediaType)
+		}
+		index, digest, rawManifest = desc.Digest.String(), child.Digest.String(), cdesc.Manifest
+	case desc.MediaType.IsImage():
+	default:
+		return nil, fmt.Errorf("it is a %s, not a container image or image index", desc.MediaType)
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(rawManifest))
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", digest, err)
+	}
+	cfgDigest := m.Config.Digest.String()
+	if _, err := os.Stat(s.blobPath(cfgDigest)); err != nil {
+		if err := s.download(r, ro, cfgDigest, m.Config.Size, nil); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	rawConfig, err := s.readBlob(cfgDigest, maxConfigSize)
+	if err != nil {
+		return nil, err
+	}
+	img, err := imageFrom(r.Name(), digest, rawManifest, rawConfig)
+	if err != nil {
+		return nil, err
+	}
+	img.Index = index
+	if err := s.downloadLayers(ctx, r, ro, img, progress); err != nil {
+		return nil, err
+	}
+	if err := s.putBlob(digest, int64(len(rawManifest)), bytes.NewReader(rawManifest), nil); err != nil {
+		return nil, err
+	}
+	err = s.updateRefs(ctx, func(m map[string]record) {
+		m[r.Name()] = record{Digest: digest, Index: index, Resolved: s.now().UTC()}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// pickPlatform finds the linux/amd64 image in a multi-platform index.
+func pickPlatform(im *v1.IndexManifest) (v1.Descriptor, error) {
+	var seen []string
+	for _, d := range im.Manifests {
+		if d.Platform == nil {
+			continue
+		}
+		if d.Platform.OS == Platform.OS && d.Platform.Architecture == Platform.Architecture {
+			return d, nil
+		}
+		seen = append(seen, d.Platform.String())
+	}
+	return v1.Descriptor{}, fmt.Errorf("no %s image among its platforms %v", Platform, seen)
+}
+
+// downloadLayers fetches the layers not yet cached, a few at a time.
+func (s *Store) downloadLayers(ctx context.Context, r name.Reference, ro []remote.Option, img *Image, progress func(Progress)) error {
+	var mu sync.Mutex
+	report := func(p Progress) {
+		if progress != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			progress(p)
+		}
+	}
+	img.FromCache = true
+	g, _ := errgroup.WithContext(ctx)
+	g.SetLimit(parallelLayers)
+	for i, l := range img.Layers {
+		p := Progress{Ref: img.Ref, Layer: l.Digest, Index: i, Count: len(img.Layers), Total: l.Size}
+		if fi, err := os.Stat(s.blobPath(l.Digest)); err == nil && fi.Size() == l.Size {
+			p.Done, p.Status = l.Size, StatusCached
+			report(p)
+			continue
+		}
+		img.FromCache = false
+		g.Go(func() error {
+			p.Status = StatusDownloading
+			report(p)
+			err := s.download(r, ro, l.Digest, l.Size, func(n int64) {
+				p.Done = n
+				report(p)
+			})
+			if err != nil {
+				return fmt.Errorf("layer %d/%d: %w", i+1, len(img.Layers), err)
+			}
+			p.Done, p.Status = l.Size, StatusDone
+			report(p)
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// download stores one blob of r's repository.
+func (s *Store) download(r name.Reference, ro []remote.Option, digest string, size int64, onBytes func(int64)) error {
+	if _, err := parseDigest(digest); err != nil {
+		return err
+	}
+	l, err := remote.Layer(r.Context().Digest(digest), ro...)
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", digest, err)
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", digest, err)
+	}
+	defer rc.Close()
+	return s.putBlob(digest, size, rc, onBytes)
+}
+
+// unreachable says whether err means the registry could not be asked (no
+// connection, DNS, TLS, a server error or rate limit), as opposed to an
+// answer (unknown tag, refused credentials) or a bad image.
+func unreachable(err error) bool {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		return te.StatusCode >= 500 || te.StatusCode == http.StatusTooManyRequests
+	}
+	var ne net.Error
+	return errors.As(err, &ne)
+}
+
+// explain turns a registry error into a message that names the reference
+// and says what to do.
+func explain(ref string, r name.Reference, err error) error {
+	reg := r.Context().RegistryStr()
+	var te *transport.Error
+	if errors.As(err, &te) {
+		var codes []string
+		for _, d := range te.Errors {
+			codes = append(codes, d.String())
+		}
+		detail := fmt.Sprintf("HTTP %d", te.StatusCode)
+		if len(codes) > 0 {
+			detail += ": " + strings.Join(codes, "; ")
+		}
+		switch te.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return fmt.Errorf("oci: pull %s: registry %s refused access (%s); log in with `docker login %s` or configure a credential helper in %s",
+				ref, reg, detail, reg, dockerConfig())
+		case http.StatusNotFound:
+			what := "image"
+			if t, ok := r.(name.Tag); ok {
+				what = fmt.Sprintf("tag %q", t.TagStr())
+			} else if d, ok := r.(name.Digest); ok {
+				what = "digest " + d.DigestStr()
+			}
+			return fmt.Errorf("oci: pull %s: %s not found in %s (%s)", ref, what, r.Context().Name(), detail)
+		}
+	}
+	return fmt.Errorf("oci: pull %s: %w", ref, err)
+}
+
+// dockerConfig is where authn.DefaultKeychain reads credentials.
+func dockerConfig() string {
+	if d := os.Getenv("DOCKER_CONFIG"); d != "" {
+		return filepath.Join(d, "config.json")
+	}
+	return "~/.docker/config.json"
+}
+
+// httpPolicy refuses plain HTTP except to loopback hosts and registries
+// named insecure (ggcr alone would also use it for private addresses).
+type httpPolicy struct {
+	base     http.RoundTripper
+	insecure map[string]bool
+}
+
+func (p httpPolicy) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" && !isLoopback(req.URL.Host) && !p.insecure[req.URL.Host] {
+		return nil, fmt.Errorf("plain HTTP to %s refused: only loopback registries and those named insecure (--insecure-registry %s) are reached without TLS",
+			req.URL.Host, req.URL.Host)
+	}
+	return p.base.RoundTrip(req)
+}
+
+func isLoopback(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

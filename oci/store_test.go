@@ -1,0 +1,143 @@
+package oci
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	ot "github.com/voidbox/voidbox/oci/internal/ocitest"
+)
+
+func blobCount(t *testing.T, s *Store) int {
+	t.Helper()
+	ents, err := os.ReadDir(s.path("blobs", "sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func TestListRemovePrune(t *testing.T) {
+	reg := newRegistry(t, nil)
+	shared := layer(t, busyboxLayer(t), false)
+	a1 := image(t, v1.Config{}, "amd64", shared, layer(t, ot.Tar(t, ot.File("a", "1")), false))
+	b := image(t, v1.Config{}, "amd64", shared, layer(t, ot.Tar(t, ot.File("b", "1")), false))
+	a1Digest := push(t, reg.ref("a:latest"), a1)
+	bDigest := push(t, reg.ref("b:latest"), b)
+	s := openStore(t, Options{})
+	ctx := context.Background()
+	imgA := pull(t, s, reg.ref("a:latest"), PullOptions{})
+	pull(t, s, reg.ref("b:latest"), PullOptions{})
+	if _, err := s.Disk(ctx, imgA); err != nil {
+		t.Fatal(err)
+	}
+	// manifest+config+2 layers each, the busybox layer shared: 7 blobs.
+	if n := blobCount(t, s); n != 7 {
+		t.Fatalf("%d blobs, want 7", n)
+	}
+	list, err := s.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].Ref != reg.ref("a:latest") || list[0].Digest != a1Digest || !list[0].Disk ||
+		list[1].Digest != bDigest || list[1].Disk || list[0].Size != imgA.Size || list[0].Size == 0 {
+		t.Fatalf("list %+v", list)
+	}
+
+	// Nothing to prune yet.
+	rep, err := s.Prune(ctx)
+	if err != nil || rep.Blobs != 0 || rep.Disks != 0 {
+		t.Fatalf("prune with nothing unused: %+v %v", rep, err)
+	}
+	// The tag moves: the old image stays until a prune.
+	a2 := image(t, v1.Config{}, "amd64", shared, layer(t, ot.Tar(t, ot.File("a", "2")), false))
+	push(t, reg.ref("a:latest"), a2)
+	pull(t, s, reg.ref("a:latest"), PullOptions{})
+	if n := blobCount(t, s); n != 10 {
+		t.Fatalf("%d blobs after the tag moved, want 10", n)
+	}
+	os.WriteFile(s.path("tmp", "blob-interrupted"), []byte("partial"), 0o600)
+	rep, err = s.Prune(ctx)
+	if err != nil || rep.Blobs != 3 || rep.Disks != 1 || rep.Bytes == 0 {
+		t.Fatalf("prune after the tag moved: %+v %v, want 3 blobs and a1's disk", rep, err)
+	}
+	if tmp, _ := os.ReadDir(s.path("tmp")); len(tmp) != 0 {
+		t.Fatalf("prune left %v in tmp", tmp)
+	}
+	if _, err := os.Stat(s.diskPath(a1Digest)); !os.IsNotExist(err) {
+		t.Fatalf("a1's disk survived the prune: %v", err)
+	}
+
+	// Remove b by reference: its own blobs go, the shared layer stays for a.
+	rep, err = s.Remove(ctx, reg.ref("b:latest"))
+	if err != nil || len(rep.Refs) != 1 || rep.Refs[0] != reg.ref("b:latest") || rep.Blobs != 3 {
+		t.Fatalf("remove b: %+v %v", rep, err)
+	}
+	if n := blobCount(t, s); n != 4 {
+		t.Fatalf("%d blobs after removing b, want 4", n)
+	}
+	if _, err := s.load(reg.ref("a:latest"), mustDigest(t, a2)); err != nil {
+		t.Fatalf("a is damaged after removing b: %v", err)
+	}
+	// Remove by digest forgets every reference to the image.
+	pull(t, s, reg.ref("a@"+mustDigest(t, a2)), PullOptions{})
+	rep, err = s.Remove(ctx, mustDigest(t, a2))
+	if err != nil || len(rep.Refs) != 2 || rep.Blobs != 4 {
+		t.Fatalf("remove by digest: %+v %v", rep, err)
+	}
+	if list, _ := s.List(); len(list) != 0 {
+		t.Fatalf("list after removing everything: %+v", list)
+	}
+	if _, err := s.Remove(ctx, reg.ref("a:latest")); err == nil || !strings.Contains(err.Error(), "no such image") {
+		t.Fatalf("removing a missing image: %v", err)
+	}
+	if _, err := s.Remove(ctx, "::bad"); err == nil || !strings.Contains(err.Error(), "::bad") {
+		t.Fatalf("removing a bad reference: %v", err)
+	}
+}
+
+func mustDigest(t *testing.T, img v1.Image) string {
+	t.Helper()
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
+func TestOpenDefaultsAndCorruptRefs(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	s, err := Open(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(home, ".voidbox", "oci"); s.Dir() != want {
+		t.Fatalf("dir %s, want %s", s.Dir(), want)
+	}
+	if fi, err := os.Stat(s.Dir()); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("cache dir mode: %v %v", fi.Mode(), err)
+	}
+	os.WriteFile(s.path("refs.json"), []byte("{not json"), 0o644)
+	if _, err := s.List(); err == nil || !strings.Contains(err.Error(), "refs.json") {
+		t.Fatalf("corrupt refs.json: %v", err)
+	}
+}
+
+func TestCorruptCachedManifestIsReported(t *testing.T) {
+	reg := newRegistry(t, nil)
+	digest := push(t, reg.ref("c:1"), image(t, v1.Config{}, "amd64", layer(t, ot.Tar(t, ot.File("a", "a")), false)))
+	s := openStore(t, Options{})
+	pull(t, s, reg.ref("c:1"), PullOptions{})
+	if err := os.WriteFile(s.blobPath(digest), []byte(`{"tampered":true}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.load(reg.ref("c:1"), digest)
+	if err == nil || !strings.Contains(err.Error(), "corrupt cache") {
+		t.Fatalf("tampered manifest: %v", err)
+	}
+}
