@@ -27,6 +27,9 @@ var GuestModules = []string{
 	"vmw_vsock_virtio_transport",
 	"virtiofs",
 	"overlay",
+	// QEMU's fw_cfg: the boot config (with the session secret) arrives as a
+	// fw_cfg item, not on the kernel command line; the agent loads it first.
+	"qemu_fw_cfg",
 }
 
 // Module is one loadable kernel module selected for the guest.

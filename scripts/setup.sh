@@ -24,4 +24,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# QEMU drops to this user when voidbox runs as root (else it uses nobody).
+if [ "$(id -u)" = 0 ] && ! id voidbox-vmm >/dev/null 2>&1; then
+  useradd --system --no-create-home --shell /usr/sbin/nologin voidbox-vmm
+  echo "setup: created system user voidbox-vmm (QEMU runs as it when voidbox is root)"
+fi
 echo "setup: packages present: ${pkgs[*]}"
