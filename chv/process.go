@@ -3,6 +3,7 @@ package chv
 import (
 	"errors"
 	"fmt"
+	"github.com/voidbox/voidbox/internal/termsafe"
 	"os"
 	"os/exec"
 	"strings"
@@ -96,7 +97,7 @@ func describeExit(err error) string {
 
 // quoteTail is a file's tail made fit for an error message.
 func quoteTail(label, path string, n int) string {
-	t := strings.TrimSpace(strings.ToValidUTF8(vmstate.Tail(path, n), "?"))
+	t := strings.TrimSpace(termsafe.Clean(vmstate.Tail(path, n)))
 	if t == "" {
 		return ""
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/voidbox/voidbox/internal/termsafe"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // InputPath is where every stage finds its input inside its sandbox (also on stdin).
@@ -275,13 +277,18 @@ func exitError(code int, signal, stderr string) error {
 
 // lastLine is the last non-empty line of s, shortened: the likeliest useful hint.
 func lastLine(s string) string {
-	s = strings.TrimRight(s, " \t\r\n")
+	// Guest output: no escape sequence may reach the terminal through an error.
+	s = strings.TrimRight(termsafe.Clean(s), " \t\r\n")
 	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
 		s = s[i+1:]
 	}
 	s = strings.TrimSpace(s)
 	if len(s) > 200 {
-		s = s[:200] + "..."
+		cut := 200
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "..."
 	}
 	return s
 }

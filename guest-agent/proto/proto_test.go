@@ -153,3 +153,10 @@ func TestConnectHonoursDeadline(t *testing.T) {
 		t.Errorf("Connect took %v past a 200ms deadline", d)
 	}
 }
+
+func TestRemoteErrorIsTerminalSafe(t *testing.T) {
+	e := &RemoteError{Code: CodeIO, Message: "no such file\x1b[2J\x1b]0;title\x07"}
+	if got := e.Error(); strings.ContainsAny(got, "\x1b\x07") || !strings.HasPrefix(got, "guest agent: no such file") {
+		t.Fatalf("Error() = %q; want the guest's text without control sequences", got)
+	}
+}

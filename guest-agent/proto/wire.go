@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/voidbox/voidbox/internal/termsafe"
 	"io"
 	"io/fs"
 	"time"
@@ -229,7 +230,9 @@ type RemoteError struct {
 	Message string `json:"message"`
 }
 
-func (e *RemoteError) Error() string { return "guest agent: " + e.Message }
+// Error quotes the guest's message with terminal control sequences removed:
+// the text is the guest's, and it ends up on the user's terminal.
+func (e *RemoteError) Error() string { return "guest agent: " + termsafe.Clean(e.Message) }
 
 // marshal encodes v for a JSON frame, panicking only on programmer error
 // (the protocol's types always marshal).
