@@ -96,9 +96,13 @@ func (n *Network) handleTCP(r *tcp.ForwarderRequest) {
 	n.mu.Lock()
 	p, ok := n.pending[id]
 	n.mu.Unlock()
+	// Completing and forgetting the pending flow happen together, so a retransmitted SYN
+	// sees either a pending flow (and the forwarder drops it as a duplicate) or neither.
 	complete := func(reset bool) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
 		r.Complete(reset)
-		n.donePending(id)
+		delete(n.pending, id)
 	}
 	if !ok {
 		complete(true)

@@ -38,7 +38,7 @@ import (
 
 // fakeGuest is the guest side of a network.
 type fakeGuest struct {
-	t      *testing.T
+	t      testing.TB
 	stack  *stack.Stack
 	conn   net.Conn
 	cfg    Guest
@@ -49,7 +49,7 @@ type fakeGuest struct {
 // testDialer maps guest-visible destinations to local servers and fails the test on anything
 // else.
 type testDialer struct {
-	t      *testing.T
+	t      testing.TB
 	mu     sync.Mutex
 	routes map[string]string // "203.0.113.10:443" -> "127.0.0.1:PORT"
 	dialed []string
@@ -114,7 +114,7 @@ type env struct {
 	logs     *syncBuffer
 }
 
-func newEnv(t *testing.T, entries []string, mutate ...func(*Config)) *env {
+func newEnv(t testing.TB, entries []string, mutate ...func(*Config)) *env {
 	t.Helper()
 	p, err := ParsePolicy(entries)
 	if err != nil {
@@ -137,6 +137,9 @@ func newEnv(t *testing.T, entries []string, mutate ...func(*Config)) *env {
 	hostEnd, guestEnd := socketPair(t)
 	served := make(chan error, 1)
 	go func() { served <- n.Serve(context.Background(), hostEnd) }()
+	for !n.attached() {
+		time.Sleep(time.Millisecond)
+	}
 	e.g = newFakeGuest(t, guestEnd, n.Guest())
 	t.Cleanup(func() {
 		_ = n.Close()
@@ -153,7 +156,13 @@ func newEnv(t *testing.T, entries []string, mutate ...func(*Config)) *env {
 	return e
 }
 
-func socketPair(t *testing.T) (net.Conn, net.Conn) {
+func (n *Network) attached() bool {
+	n.port.mu.Lock()
+	defer n.port.mu.Unlock()
+	return n.port.cur != nil
+}
+
+func socketPair(t testing.TB) (net.Conn, net.Conn) {
 	t.Helper()
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -184,7 +193,7 @@ func (l guestLink) DeliverNetworkPacket(_ tcpip.NetworkProtocolNumber, pkt *stac
 	_ = frame.Write(l.g.conn, v.AsSlice())
 }
 
-func newFakeGuest(t *testing.T, conn net.Conn, cfg Guest) *fakeGuest {
+func newFakeGuest(t testing.TB, conn net.Conn, cfg Guest) *fakeGuest {
 	t.Helper()
 	g := &fakeGuest{t: t, conn: conn, cfg: cfg}
 	link, err := tap.NewLinkEndpoint(false, uint32(cfg.MTU), cfg.MAC, cfg.Address.Addr().String(), nil)
@@ -351,31 +360,40 @@ func dnsQuery(t testing.TB, name string, qtype dnsmessage.Type, id uint16) []byt
 	return out
 }
 
-// echoServer serves TCP echo on 127.0.0.1 until the test ends.
-func echoServer(t *testing.T) string {
+// localServer serves TCP on 127.0.0.1 until the test ends, handing each connection to
+// handle (which need not close it).
+func localServer(t testing.TB, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
+	go serveConns(ln, handle)
 	return ln.Addr().String()
 }
 
+// serveConns accepts until ln is closed.
+func serveConns(ln net.Listener, handle func(net.Conn)) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			handle(c)
+		}()
+	}
+}
+
+func echo(c net.Conn) { _, _ = io.Copy(c, c) }
+
+// echoServer serves TCP echo on 127.0.0.1 until the test ends.
+func echoServer(t testing.TB) string { return localServer(t, echo) }
+
 // udpEchoServer serves UDP echo on 127.0.0.1 until the test ends.
-func udpEchoServer(t *testing.T) string {
+func udpEchoServer(t testing.TB) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {

@@ -37,6 +37,14 @@ func TestAllowedNameWorks(t *testing.T) {
 	if got := e.dialer.calls(); !slices.Equal(got, []string{"tcp 203.0.113.10:443"}) {
 		t.Fatalf("dialled %v, want only the pinned address on 443", got)
 	}
+	for _, line := range []string{
+		`"msg":"network decision","decision":"allow","proto":"dns","name":"api.example.com","entry":"api.example.com:443","reason":"allowed name; answered [203.0.113.10]"`,
+		`"msg":"network decision","decision":"allow","proto":"tcp","dst":"203.0.113.10","port":443,"name":"api.example.com","entry":"api.example.com:443","reason":"address pinned to an allowed name"`,
+	} {
+		if !strings.Contains(e.logs.String(), line) {
+			t.Errorf("log lacks %s in:\n%s", line, e.logs)
+		}
+	}
 }
 
 func TestUnlistedNameNXDOMAIN(t *testing.T) {

@@ -64,3 +64,33 @@ func TestTruncated(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReader: whatever the guest sends, the reader never panics, returns only frames within
+// [MinLen, max], and stops at the first error.
+func FuzzReader(f *testing.F) {
+	var ok bytes.Buffer
+	_ = Write(&ok, make([]byte, MinLen))
+	_ = Write(&ok, make([]byte, 100))
+	f.Add(ok.Bytes())
+	f.Add([]byte{0, 0, 0, 0})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 1})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		const max = 1514
+		r := NewReader(bytes.NewReader(in), max)
+		buf := make([]byte, max)
+		read := 0
+		for {
+			fr, err := r.Next(buf)
+			if err != nil {
+				return
+			}
+			if len(fr) < MinLen || len(fr) > max {
+				t.Fatalf("frame of %d bytes", len(fr))
+			}
+			read += HeaderLen + len(fr)
+			if read > len(in) {
+				t.Fatalf("returned %d bytes of frames from %d bytes of input", read, len(in))
+			}
+		}
+	})
+}
