@@ -163,7 +163,7 @@ func isolationText(vmm string) string {
 		b.WriteString("isolation: the boundary between a stage and this host is hardware virtualization (KVM), through Cloud Hypervisor.\n")
 	}
 	if strings.HasPrefix(vmm, "qemu/") {
-		layers = append(layers[:len(layers):len(layers)], "QEMU: its own seccomp filter (-sandbox on); when voidbox runs as root, QEMU runs as an unprivileged user, chrooted into its state dir")
+		layers = append(layers[:len(layers):len(layers)], "QEMU: its own seccomp filter (-sandbox on)"+qemuUserText())
 	} else {
 		layers = append(layers[:len(layers):len(layers)], "Cloud Hypervisor: its own seccomp filter (--seccomp true)")
 	}
@@ -172,4 +172,16 @@ func isolationText(vmm string) string {
 		fmt.Fprintf(&b, "  - %s\n", l)
 	}
 	return b.String()
+}
+
+// qemuUserText says which user QEMU runs as under this voidbox (doctor's layer list).
+func qemuUserText() string {
+	u, err := qemu.RunAsUser()
+	switch {
+	case err != nil:
+		return "; voidbox runs as root but cannot drop QEMU's privileges: " + err.Error()
+	case u == "":
+		return "; QEMU runs as voidbox's own (non-root) user"
+	}
+	return "; QEMU runs as " + u + ", chrooted into its state dir (voidbox runs as root)"
 }

@@ -39,8 +39,8 @@ func TestSandboxChoice(t *testing.T) {
 func TestIsolationText(t *testing.T) {
 	layers := []string{"no loadable modules", "ia32", "io_uring", "bpf()", "user namespaces", "allow list", "uid 1000", "no_new_privs", "seccomp allow-list", "cgroup per stage", "rlimits"}
 	for vmm, want := range map[string][]string{
-		"qemu/tcg":             {"under TCG the boundary between a stage and this host is QEMU's software emulator", "does not treat as a security boundary", "KVM or other\nhardware-accelerated guests with virtio devices", "-sandbox on", "unprivileged user, chrooted"},
-		"qemu/kvm":             {"hardware virtualization (KVM)", "-sandbox on", "unprivileged user, chrooted"},
+		"qemu/tcg":             {"under TCG the boundary between a stage and this host is QEMU's software emulator", "does not treat as a security boundary", "KVM or other\nhardware-accelerated guests with virtio devices", "-sandbox on", "chrooted into its state dir"},
+		"qemu/kvm":             {"hardware virtualization (KVM)", "-sandbox on", "chrooted into its state dir"},
 		"cloud-hypervisor/kvm": {"hardware virtualization (KVM), through Cloud Hypervisor", "--seccomp true"},
 	} {
 		text := isolationText(vmm)
