@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -242,8 +243,9 @@ func (s *Store) downloadLayers(ctx context.Context, r name.Reference, ro []remot
 		}
 	}
 	img.FromCache = true
-	g, _ := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(parallelLayers)
+	ro = append(slices.Clip(ro), remote.WithContext(gctx)) // the first failure stops the other downloads
 	for i, l := range img.Layers {
 		p := Progress{Ref: img.Ref, Layer: l.Digest, Index: i, Count: len(img.Layers), Total: l.Size}
 		if fi, err := os.Stat(s.blobPath(l.Digest)); err == nil && fi.Size() == l.Size {
@@ -326,6 +328,9 @@ func explain(ref string, r name.Reference, err error) error {
 			}
 			return fmt.Errorf("oci: pull %s: %s not found in %s (%s)", ref, what, r.Context().Name(), detail)
 		}
+	}
+	if unreachable(err) {
+		return fmt.Errorf("oci: pull %s: registry %s unreachable and the image is not cached: %w", ref, reg, err)
 	}
 	return fmt.Errorf("oci: pull %s: %w", ref, err)
 }

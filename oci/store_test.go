@@ -2,6 +2,7 @@ package oci
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	ot "github.com/voidbox/voidbox/oci/internal/ocitest"
+	"github.com/voidbox/voidbox/oci/unpack"
 )
 
 func blobCount(t *testing.T, s *Store) int {
@@ -139,5 +141,21 @@ func TestCorruptCachedManifestIsReported(t *testing.T) {
 	_, err := s.load(reg.ref("c:1"), digest)
 	if err == nil || !strings.Contains(err.Error(), "corrupt cache") {
 		t.Fatalf("tampered manifest: %v", err)
+	}
+}
+
+// Options.Limits reach the unpacker.
+func TestLimitsApplyToDisks(t *testing.T) {
+	reg := newRegistry(t, nil)
+	push(t, reg.ref("big:1"), image(t, v1.Config{}, "amd64", layer(t, busyboxLayer(t), false)))
+	s := openStore(t, Options{Limits: unpack.Options{MaxBytes: 1 << 20}})
+	_, err := s.Disk(context.Background(), pull(t, s, reg.ref("big:1"), PullOptions{}))
+	if !errors.Is(err, unpack.ErrRefused) || !strings.Contains(err.Error(), `"bin/busybox"`) || !strings.Contains(err.Error(), "image size limit of 1048576 bytes") {
+		t.Fatalf("busybox over a 1 MiB limit: %v", err)
+	}
+	s = openStore(t, Options{Limits: unpack.Options{MaxEntries: 3}})
+	_, err = s.Disk(context.Background(), pull(t, s, reg.ref("big:1"), PullOptions{}))
+	if !errors.Is(err, unpack.ErrRefused) || !strings.Contains(err.Error(), "more than 3 entries") {
+		t.Fatalf("busybox over a 3-entry limit: %v", err)
 	}
 }

@@ -9,6 +9,14 @@
 // total file size and the entry count are bounded. Whiteouts (.wh.NAME) and
 // opaque directories (.wh..wh..opq) follow the OCI image spec.
 //
+// Symlinks: a relative symlink that stays inside the root is followed when a
+// later entry's path goes through it (Debian's merged /usr has lib -> usr/lib,
+// and an upper layer may write lib/x), as Docker does. An absolute symlink is
+// kept as an entry, since inside the guest it resolves from the image's root
+// (Debian's /lib64/ld-linux-x86-64.so.2 is one), but nothing on the host ever
+// follows it: openat2 refuses it, so an entry written through it is refused.
+// Needs Linux 5.6 or later (openat2).
+//
 // Ownership and modes: the tree on disk keeps the image's modes, and the image's
 // uid/gid when the caller may chown (root). Otherwise files stay owned by the
 // caller and keep owner read (and, for directories, owner rwx) so that a later
@@ -518,7 +526,7 @@ func (u *unpacker) finishDirs() error {
 		if err != nil {
 			continue // removed or replaced by a later layer
 		}
-		err = unix.UtimesNanoAt(fd, "", times(mt), unix.AT_EMPTY_PATH)
+		err = u.setDirTime(p, mt)
 		var st unix.Stat_t
 		if err == nil && u.opts.Chown {
 			if err = unix.Fstat(fd, &st); err == nil {
@@ -533,4 +541,15 @@ func (u *unpacker) finishDirs() error {
 		}
 	}
 	return nil
+}
+
+// setDirTime sets the mtime of directory p through its parent (utimensat on
+// a directory fd itself needs AT_EMPTY_PATH, which older kernels lack).
+func (u *unpacker) setDirTime(p string, mt time.Time) error {
+	pfd, err := u.openBeneath(path.Dir(p), unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	return unix.UtimesNanoAt(pfd, path.Base(p), times(mt), unix.AT_SYMLINK_NOFOLLOW)
 }

@@ -60,6 +60,11 @@ func TestApplyBuildsTheTree(t *testing.T) {
 	if a := res.Attrs[stat(t, filepath.Join(s.root, "home/app/data")).Ino]; a != (Attr{UID: 1000, GID: 1001, Mode: syscall.S_IFREG | 0o644}) {
 		t.Errorf("recorded attr of home/app/data = %+v", a)
 	}
+	for _, p := range []string{"bin", "bin/tool", "usr/bin/tool"} {
+		if st := stat(t, filepath.Join(s.root, p)); st.Mtim.Sec != 1700000000 {
+			t.Errorf("%s: mtime %d, want the header's 1700000000", p, st.Mtim.Sec)
+		}
+	}
 	if res.Entries != 8 || res.Bytes != int64(len("#!/bin/sh\nbox\nsx")) {
 		t.Errorf("entries %d bytes %d", res.Entries, res.Bytes)
 	}
