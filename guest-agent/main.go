@@ -64,17 +64,19 @@ func run(c *console) error {
 	if err := setupStageUser(cfg.UID, cfg.GID); err != nil {
 		return err
 	}
-	if err := limitStages(c, cfg); err != nil {
+	stageCgroup, err := limitStages(c, cfg)
+	if err != nil {
 		return err
 	}
 	shutdown := make(chan struct{}, 1)
 	srv, err := agent.NewServer(agent.Options{
 		Secret: cfg.Secret, Roots: []string{"/workspace", "/tmp"},
 		Allow: cfg.Allow, UID: cfg.UID, GID: cfg.GID, Rlimits: cfg.Rlimits,
-		Reaper:     agent.NewReaper(),
-		OnShutdown: func() { shutdown <- struct{}{} },
-		Debug:      cfg.Debug,
-		Logf:       c.logf,
+		Reaper:      agent.NewReaper(),
+		StageCgroup: stageCgroup,
+		OnShutdown:  func() { shutdown <- struct{}{} },
+		Debug:       cfg.Debug,
+		Logf:        c.logf,
 	})
 	if err != nil {
 		return err
@@ -127,43 +129,42 @@ func configuredModules(c *console) (*moduleLoader, []string, error) {
 
 // limitStages puts the boot config's limits in force before the first exec: no core
 // dumps, sized tmpfs on /workspace and /tmp, a root directory only root can write,
-// and the stage cgroup (cgroup2 mounted on /sys/fs/cgroup). A limit that cannot be
-// applied fails the boot: stages never run without them.
-func limitStages(c *console, cfg proto.BootConfig) error {
+// and the stage cgroup (cgroup2 mounted on /sys/fs/cgroup), which it returns. A limit
+// that cannot be applied fails the boot: stages never run without them.
+func limitStages(c *console, cfg proto.BootConfig) (*agent.StageCgroup, error) {
 	l := cfg.Limits
 	// PID 1's limits are every process's: no core files, and no stage can raise it.
 	if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 0, Max: 0}); err != nil {
-		return fmt.Errorf("setrlimit CORE=0: %w", err)
+		return nil, fmt.Errorf("setrlimit CORE=0: %w", err)
 	}
 	// The initramfs root is a world-writable tmpfs (mode 1777): stages write only to
 	// the sized /workspace and /tmp.
 	if err := os.Chmod("/", 0o755); err != nil {
-		return fmt.Errorf("chmod / 0755: %w", err)
+		return nil, fmt.Errorf("chmod / 0755: %w", err)
 	}
 	ws := fmt.Sprintf("mode=0755,uid=%d,gid=%d", cfg.UID, cfg.GID)
 	if l.WorkspaceMB > 0 {
 		ws += ",size=" + strconv.Itoa(l.WorkspaceMB) + "m"
 	}
 	if err := unix.Mount("tmpfs", "/workspace", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, ws); err != nil {
-		return fmt.Errorf("mount tmpfs on /workspace (%s): %w", ws, err)
+		return nil, fmt.Errorf("mount tmpfs on /workspace (%s): %w", ws, err)
 	}
 	if l.TmpMB > 0 {
 		// mountBase mounted /tmp before the boot config was read. A remount replaces
 		// the mount flags, so they are restated.
 		size := "size=" + strconv.Itoa(l.TmpMB) + "m"
 		if err := unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_REMOUNT|unix.MS_NOSUID|unix.MS_NODEV, size); err != nil {
-			return fmt.Errorf("remount /tmp with %s: %w", size, err)
+			return nil, fmt.Errorf("remount /tmp with %s: %w", size, err)
 		}
 	}
 	const cgroupRoot = "/sys/fs/cgroup"
 	if err := unix.Mount("cgroup2", cgroupRoot, "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil && !errors.Is(err, unix.EBUSY) {
-		return fmt.Errorf("mount cgroup2 on %s: %w", cgroupRoot, err)
+		return nil, fmt.Errorf("mount cgroup2 on %s: %w", cgroupRoot, err)
 	}
 	cg, err := agent.NewStageCgroup(cgroupRoot, l, c.logf)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	agent.UseStageCgroup(cg)
 	c.logf("stage limits: memory %d MiB, pids %d, /workspace %d MiB, /tmp %d MiB (0: unlimited)", l.MemoryMB, l.Pids, l.WorkspaceMB, l.TmpMB)
-	return nil
+	return cg, nil
 }

@@ -41,15 +41,6 @@ const stageControllers = "+memory +pids"
 // processes cannot starve the agent of the CPU it needs to enforce the timeout.
 const cpuController = "cpu"
 
-// stageCgroup is the VM's stage cgroup once the agent's main set it up
-// (UseStageCgroup). It is not an Options field because Options belongs to the
-// session layer and a VM has exactly one stage cgroup for every session it serves.
-var stageCgroup atomic.Pointer[StageCgroup]
-
-// UseStageCgroup makes every confined exec from now on run in its own child of c.
-// The agent's main calls it once at boot, before serving.
-func UseStageCgroup(c *StageCgroup) { stageCgroup.Store(c) }
-
 // NewStageCgroup creates the stage cgroup under root (the cgroup2 mount, e.g.
 // /sys/fs/cgroup), enables the memory and pids controllers for it and its children
 // and applies l. Swap is off for the stage when the kernel has swap at all.

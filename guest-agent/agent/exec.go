@@ -146,7 +146,7 @@ func (s *Server) exec(st *yamux.Stream, req proto.Request) {
 	}
 
 	var cg *execCgroup
-	if sc := stageCgroup.Load(); sc != nil && !s.opts.Unconfined {
+	if sc := s.opts.StageCgroup; sc != nil && !s.opts.Unconfined {
 		if cg, err = sc.newExec(); err != nil {
 			sendError(st, remote(proto.CodeExecFailed, "start %s: %v", prog, err))
 			return

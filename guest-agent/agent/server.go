@@ -38,6 +38,9 @@ type Options struct {
 	// Reaper, when set, is the only place child exit statuses come from (PID 1 reaps
 	// every orphan, so os.Process.Wait would race with it).
 	Reaper *Reaper
+	// StageCgroup, when set, is the VM's stage cgroup: each confined exec runs in a
+	// child cgroup of its own under it (memory, pids, cpu limits; OOM detection).
+	StageCgroup *StageCgroup
 
 	Debug            bool                 // log every exec's start and end, not only failures
 	HandshakeTimeout time.Duration        // default 30s; applies when the conn has deadlines
