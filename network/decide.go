@@ -130,16 +130,16 @@ func (n *Network) decide(proto string, dst netip.Addr, port uint16) decision {
 	case !dst.Is4():
 		return deny("the VM's network is IPv4 only")
 	}
-	if r, special := deniedRange(dst); special {
-		if e := p.addrEntry(dst, port); e != nil {
-			return allow(e, "address in the "+r.what+" named by an entry")
+	if r, special := n.restrictedRange(dst); special {
+		if e := p.addrEntry(dst, port, r.prefix.Bits()); e != nil {
+			return allow(e, "in "+r.what+", named by an entry")
 		}
-		return deny("%s %s is denied unless an IP/CIDR entry names it", r.what, r.prefix)
+		return deny("in %s %s: denied unless an IP/CIDR entry at least as specific names it", r.what, r.prefix)
 	}
 	if p.Empty() {
 		return allow(nil, "public address (no egress entries: every public address is allowed)")
 	}
-	if e := p.addrEntry(dst, port); e != nil {
+	if e := p.addrEntry(dst, port, 0); e != nil {
 		return allow(e, "address allowed by an entry")
 	}
 	name, idx, ok := n.pins.lookup(dst)
@@ -156,4 +156,17 @@ func (n *Network) decide(proto string, dst netip.Addr, port uint16) decision {
 		ports = append(ports, strconv.Itoa(int(e.port)))
 	}
 	return deny("address pinned to %s, whose entries allow port(s) %v only", name, ports)
+}
+
+// restrictedRange returns the range a lies in that only an IP/CIDR entry (at least as
+// specific) can open: the always-denied ranges, and the host's own addresses, which would
+// otherwise let the guest reach the host's services on an address that counts as public.
+func (n *Network) restrictedRange(a netip.Addr) (rangeInfo, bool) {
+	if r, ok := deniedRange(a); ok {
+		return r, true
+	}
+	if _, ok := n.hostOwn[a]; ok {
+		return rangeInfo{netip.PrefixFrom(a, a.BitLen()), "the host's own addresses"}, true
+	}
+	return rangeInfo{}, false
 }

@@ -35,12 +35,14 @@ type dnsFilter struct {
 	pins     *pins
 	timeout  time.Duration
 	hostAddr netip.Addr
-	record   func(decision)
+	// restricted says which addresses a name cannot open (Network.restrictedRange).
+	restricted func(netip.Addr) (rangeInfo, bool)
+	record     func(decision)
 }
 
 func (n *Network) dnsFilter() *dnsFilter {
 	return &dnsFilter{policy: n.policy, resolver: n.resolver, pins: n.pins, timeout: n.limits.DNSTimeout,
-		hostAddr: n.guest.HostAddr, record: n.record}
+		hostAddr: n.guest.HostAddr, restricted: n.restrictedRange, record: n.record}
 }
 
 // answer returns the reply to one query from the guest, or nil when there is nothing to
@@ -121,7 +123,7 @@ func (f *dnsFilter) answer(ctx context.Context, query []byte, busy bool) []byte 
 	}
 	kept, dropped := f.reachable(addrs)
 	if len(kept) == 0 && len(dropped) > 0 {
-		return refuse(dnsmessage.RCodeSuccess, fmt.Sprintf("every address of the name is in a denied range (%v); a name opens only public addresses, an IP/CIDR entry opens a private one", dropped))
+		return refuse(dnsmessage.RCodeSuccess, fmt.Sprintf("every address of the name is in a restricted range (%v); a name opens only public addresses, an IP/CIDR entry opens a private one", dropped))
 	}
 	if !f.policy.Empty() {
 		for _, a := range kept {
@@ -131,7 +133,7 @@ func (f *dnsFilter) answer(ctx context.Context, query []byte, busy bool) []byte 
 	d.allow = true
 	d.reason = fmt.Sprintf("allowed name; answered %v", kept)
 	if len(dropped) > 0 {
-		d.reason += fmt.Sprintf(", left out %v (denied ranges)", dropped)
+		d.reason += fmt.Sprintf(", left out %v (restricted ranges)", dropped)
 	}
 	if len(matched) > 0 {
 		d.entry = f.policy.entries[matched[0]].text
@@ -148,7 +150,7 @@ func (f *dnsFilter) reachable(addrs []netip.Addr) (kept, dropped []netip.Addr) {
 		if !a.Is4() || containsAddr(kept, a) {
 			continue
 		}
-		if _, special := deniedRange(a); special && f.policy.addrEntry(a, 0) == nil {
+		if r, special := f.restricted(a); special && f.policy.addrEntry(a, 0, r.prefix.Bits()) == nil {
 			if len(dropped) < maxAnswers {
 				dropped = append(dropped, a)
 			}

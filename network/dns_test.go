@@ -25,7 +25,7 @@ func newDNSHarness(t testing.TB, entries ...string) *dnsHarness {
 	}
 	h := &dnsHarness{resolver: &testResolver{names: map[string][]netip.Addr{}}}
 	h.f = &dnsFilter{policy: p, resolver: h.resolver, pins: newPins(64), timeout: time.Second,
-		hostAddr: netip.MustParseAddr("10.0.2.254"), record: func(d decision) { h.decisions = append(h.decisions, d) }}
+		hostAddr: netip.MustParseAddr("10.0.2.254"), restricted: deniedRange, record: func(d decision) { h.decisions = append(h.decisions, d) }}
 	return h
 }
 

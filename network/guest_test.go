@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,8 +27,10 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
 )
 
 // The tests drive a Network from a fake guest: a second gVisor netstack whose NIC speaks the
@@ -203,7 +206,7 @@ func newFakeGuest(t testing.TB, conn net.Conn, cfg Guest) *fakeGuest {
 	link.Connect(guestLink{g})
 	s := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
-		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
 	})
 	g.stack = s
 	if e := s.CreateNIC(1, link); e != nil {
@@ -480,5 +483,38 @@ func (g *fakeGuest) expectUDPRefused(to string) {
 	buf := make([]byte, 1500)
 	if k, err := c.Read(buf); err == nil {
 		g.t.Fatalf("UDP to %s got a reply %q, want it refused", to, buf[:k])
+	}
+}
+
+// ping sends one ICMP echo request from the guest and reports whether a reply came back.
+func (g *fakeGuest) ping(to netip.Addr) bool {
+	g.t.Helper()
+	var wq waiter.Queue
+	ep, terr := g.stack.NewEndpoint(icmp.ProtocolNumber4, ipv4.ProtocolNumber, &wq)
+	if terr != nil {
+		g.t.Fatal(terr)
+	}
+	defer ep.Close()
+	if terr := ep.Connect(tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(to.As4())}); terr != nil {
+		g.t.Fatal(terr)
+	}
+	we, ready := waiter.NewChannelEntry(waiter.ReadableEvents)
+	wq.EventRegister(&we)
+	defer wq.EventUnregister(&we)
+	msg := make([]byte, header.ICMPv4MinimumSize+8)
+	header.ICMPv4(msg).SetType(header.ICMPv4Echo)
+	if _, terr := ep.Write(bytes.NewReader(msg), tcpip.WriteOptions{}); terr != nil {
+		g.t.Fatalf("ping %s: %v", to, terr)
+	}
+	deadline := time.After(refuseWithin)
+	for {
+		if _, terr := ep.Read(io.Discard, tcpip.ReadOptions{}); terr == nil {
+			return true
+		}
+		select {
+		case <-ready:
+		case <-deadline:
+			return false
+		}
 	}
 }

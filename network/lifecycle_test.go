@@ -7,10 +7,12 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/net/dns/dnsmessage"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
@@ -255,6 +257,37 @@ func TestGuestLayout(t *testing.T) {
 		if g.Address.String() != want[0] || g.Gateway.String() != want[1] || g.DNS != g.Gateway || g.HostAddr.String() != want[2] ||
 			g.MTU != 9000 || g.HostName != HostName || g.MAC != "02:76:62:00:00:02" {
 			t.Errorf("subnet %q: %+v, want address %s gateway %s host %s", subnet, g, want[0], want[1], want[2])
+		}
+	}
+}
+
+// The host's own addresses count as restricted even when they are public.
+func TestHostOwnAddressesRestricted(t *testing.T) {
+	own := netip.MustParseAddr("203.0.113.77")
+	for _, entries := range [][]string{nil, {"*.example.com"}, {"203.0.113.0/24"}} {
+		e := newEnv(t, entries)
+		e.n.hostOwn[own] = struct{}{}
+		e.resolver.names["self.example.com"] = []netip.Addr{own, netip.MustParseAddr("203.0.113.78")}
+		if _, got := e.g.query("self.example.com", dnsmessage.TypeA); slices.Contains(got, own) {
+			t.Errorf("%v: the host's own address was answered: %v", entries, got)
+		}
+		e.g.mustRefuse("203.0.113.77:22", refuseWithin)
+	}
+	e := newEnv(t, []string{"203.0.113.77:22"})
+	e.n.hostOwn[own] = struct{}{}
+	e.dialer.route("203.0.113.77:22", echoServer(t))
+	e.g.mustEcho("203.0.113.77:22")
+}
+
+// Pings reach the gateway only: the netstack would otherwise answer for every address.
+func TestPingOnlyTheGateway(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, tc := range []struct {
+		to   netip.Addr
+		want bool
+	}{{e.n.Guest().Gateway, true}, {netip.MustParseAddr("203.0.113.1"), false}, {netip.MustParseAddr("10.0.0.1"), false}} {
+		if got := e.g.ping(tc.to); got != tc.want {
+			t.Errorf("ping %s answered %v, want %v", tc.to, got, tc.want)
 		}
 	}
 }

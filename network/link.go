@@ -143,11 +143,29 @@ func (p *port) deliver(f []byte) {
 	if t != ipv4.ProtocolNumber && t != arp.ProtocolNumber {
 		return
 	}
+	if t == ipv4.ProtocolNumber && p.echoBeyondGateway(f[header.EthernetMinimumSize:]) {
+		return
+	}
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
 		Payload: buffer.MakeWithData(f[header.EthernetMinimumSize:]),
 	})
 	p.n.link.DeliverNetworkPacket(t, pkt)
 	pkt.DecRef()
+}
+
+// echoBeyondGateway reports an ICMP echo request to any address but the gateway's. The
+// netstack, which accepts every destination so that the forwarders see flows, would answer it
+// itself: a guest would see every address on the Internet answer pings.
+func (p *port) echoBeyondGateway(pl []byte) bool {
+	ip := header.IPv4(pl)
+	if len(pl) < header.IPv4MinimumSize || ip.TransportProtocol() != header.ICMPv4ProtocolNumber {
+		return false
+	}
+	if ip.DestinationAddress() == tcpip.AddrFrom4(p.n.guest.Gateway.As4()) {
+		return false
+	}
+	hl := int(ip.HeaderLength())
+	return hl >= header.IPv4MinimumSize && len(pl) > hl && header.ICMPv4(pl[hl:]).Type() == header.ICMPv4Echo
 }
 
 // DeliverNetworkPacket queues a frame from the gateway (Ethernet header included) for the

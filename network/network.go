@@ -110,14 +110,15 @@ type Network struct {
 	subnet   netip.Prefix
 	maxFrame int
 
-	stack  *stack.Stack
-	link   *tap.LinkEndpoint
-	tcpFwd *tcp.Forwarder
-	port   *port
-	pins   *pins
-	gate   *gate
-	logs   *logBudget
-	dns    *dnsServer
+	stack   *stack.Stack
+	link    *tap.LinkEndpoint
+	tcpFwd  *tcp.Forwarder
+	port    *port
+	pins    *pins
+	gate    *gate
+	hostOwn map[netip.Addr]struct{} // the host's interface addresses when the network was made
+	logs    *logBudget
+	dns     *dnsServer
 
 	tcpCount, udpCount, dnsCount counter
 	inbound                      atomic.Uint64
@@ -181,12 +182,33 @@ func New(cfg Config) (*Network, error) {
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
+	if n.hostOwn, err = hostAddresses(); err != nil {
+		return nil, err
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.buildStack(); err != nil {
 		n.cancel()
 		return nil, err
 	}
 	return n, nil
+}
+
+// hostAddresses lists the host's own interface addresses, which the guest may reach only
+// through an IP entry naming them (a snapshot: addresses the host gains later are not in it).
+func hostAddresses() (map[netip.Addr]struct{}, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("network: list the host's addresses (to keep the guest off them): %w", err)
+	}
+	own := make(map[netip.Addr]struct{}, len(addrs))
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(ipn.IP); ok {
+				own[ip.Unmap()] = struct{}{}
+			}
+		}
+	}
+	return own, nil
 }
 
 // guestAddresses lays out a subnet: gateway first, guest second, host last but one.

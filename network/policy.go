@@ -290,17 +290,13 @@ func (p *Policy) allowsName(name string) (matched []int, ok bool) {
 	return matched, len(matched) > 0
 }
 
-// addrEntry returns the first IP/CIDR entry that allows a on port. For an address in a
-// denied range, the entry must lie inside that range (be at least as specific); port 0 asks
-// whether any port is allowed.
-func (p *Policy) addrEntry(a netip.Addr, port uint16) *entry {
-	r, special := deniedRange(a)
+// addrEntry returns the first IP/CIDR entry that allows a on port (port 0 asks whether any
+// port is allowed) and has a prefix length of at least minBits: an address in a restricted
+// range opens only to an entry at least as specific as the range.
+func (p *Policy) addrEntry(a netip.Addr, port uint16, minBits int) *entry {
 	for i := range p.entries {
 		e := &p.entries[i]
-		if e.kind != kindPrefix || !e.prefix.Contains(a) {
-			continue
-		}
-		if special && e.prefix.Bits() < r.prefix.Bits() {
+		if e.kind != kindPrefix || !e.prefix.Contains(a) || e.prefix.Bits() < minBits {
 			continue
 		}
 		if port == 0 || e.portOK(port) {
@@ -329,20 +325,20 @@ type rangeInfo struct {
 var deniedRanges = func() []rangeInfo {
 	var out []rangeInfo
 	for _, r := range [][2]string{
-		{"0.0.0.0/8", `"this network" range`},
-		{"10.0.0.0/8", "private range (RFC 1918)"},
-		{"100.64.0.0/10", "carrier-grade NAT range (RFC 6598)"},
-		{"127.0.0.0/8", "loopback range"},
-		{"169.254.0.0/16", "link-local range (cloud metadata)"},
-		{"172.16.0.0/12", "private range (RFC 1918)"},
-		{"192.168.0.0/16", "private range (RFC 1918)"},
-		{"224.0.0.0/4", "multicast range"},
-		{"240.0.0.0/4", "reserved range (with the broadcast address)"},
-		{"::/127", "unspecified or loopback address"},
-		{"::ffff:0:0/96", "IPv4-mapped range"},
-		{"fc00::/7", "unique local range (ULA)"},
-		{"fe80::/10", "link-local range"},
-		{"ff00::/8", "multicast range"},
+		{"0.0.0.0/8", `the "this network" range`},
+		{"10.0.0.0/8", "the private range (RFC 1918)"},
+		{"100.64.0.0/10", "the carrier-grade NAT range (RFC 6598)"},
+		{"127.0.0.0/8", "the loopback range"},
+		{"169.254.0.0/16", "the link-local range (cloud metadata)"},
+		{"172.16.0.0/12", "the private range (RFC 1918)"},
+		{"192.168.0.0/16", "the private range (RFC 1918)"},
+		{"224.0.0.0/4", "the multicast range"},
+		{"240.0.0.0/4", "the reserved range (with the broadcast address)"},
+		{"::/127", "the unspecified or loopback address"},
+		{"::ffff:0:0/96", "the IPv4-mapped range"},
+		{"fc00::/7", "the unique local range (ULA)"},
+		{"fe80::/10", "the link-local range"},
+		{"ff00::/8", "the multicast range"},
 	} {
 		out = append(out, rangeInfo{netip.MustParsePrefix(r[0]), r[1]})
 	}

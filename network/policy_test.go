@@ -161,7 +161,9 @@ func TestAddrEntryDeniedRanges(t *testing.T) {
 		{"fd00::1", 80, "fd00::/8"},
 		{"fc00::1", 80, ""},
 	} {
-		e := p.addrEntry(netip.MustParseAddr(tc.addr), tc.port)
+		a := netip.MustParseAddr(tc.addr)
+		r, _ := deniedRange(a)
+		e := p.addrEntry(a, tc.port, r.prefix.Bits())
 		got := ""
 		if e != nil {
 			got = e.text
