@@ -1,8 +1,8 @@
 // Command voidbox-agent is PID 1 inside a voidbox microVM (/init in the initramfs):
 // it prepares the guest (mounts, kernel modules, clock, hostname, stage user, stage
-// limits), reads the boot configuration from the kernel command line, and serves the
-// authenticated control session (package agent) on virtio-serial or vsock until the
-// host asks it to power off or goes away. Re-executed as "voidbox-shim" it confines
+// limits), reads the boot configuration (QEMU's fw_cfg item, else the kernel command
+// line), and serves the authenticated control session (package agent) on
+// virtio-serial or vsock until the host asks it to power off or goes away. Re-executed as "voidbox-shim" it confines
 // one stage process instead.
 package main
 
