@@ -3,14 +3,16 @@
 // every flow.
 //
 // It owns: the egress policy (ParsePolicy: DNS names, wildcards, IPs and CIDRs with optional
-// ports, host:PORT; the ranges that are always denied unless an entry names them); the VM's
-// gateway, a gVisor netstack fed with the guest's Ethernet frames through
+// ports, host:PORT; the ranges that only an IP/CIDR entry opens: private, CGNAT, ULA,
+// link-local with cloud metadata, loopback, multicast, broadcast, and the host's own
+// addresses); the VM's gateway, a gVisor netstack fed with the guest's Ethernet frames through
 // gvisor-tap-vsock's tap link endpoint; the VM's resolver at the gateway, which answers only
 // names the policy allows and pins the addresses it returns to those names; the TCP and UDP
 // forwarders that let a flow out only when the policy allows its guest-visible destination
 // (a denied TCP connect gets an immediate RST, a denied UDP datagram an ICMP port unreachable;
-// nothing is dialled to decide); the per-VM limits on flows; a structured log line and a count
-// for every decision; and publishing a guest TCP port on the host's 127.0.0.1.
+// nothing is dialled to decide); the per-VM limits on flows, DNS lookups, pinned addresses and
+// log lines; a structured log line and a count for every decision; and publishing a guest TCP
+// port on the host's 127.0.0.1.
 //
 // It does not own the VM: the VMM attaches the guest's NIC with Serve (QEMU's -netdev stream,
 // or the guest agent's TAP forwarder over vsock or virtio-serial, both in the framing of
@@ -19,9 +21,10 @@
 // logger, and a static address needs no round trip before the first exec), and none of
 // gvisor-tap-vsock's HTTP services API: the guest can open no listener on the host.
 //
-// The guest network is IPv4 only. Upstream DNS and host-side connections go through the
-// injectable Resolver and Dialer, so tests map names and documentation addresses to servers on
-// 127.0.0.1 and check the decision on the destination the guest sees.
+// The guest network is IPv4 only: AAAA questions get empty answers. Only the gateway answers
+// pings. Upstream DNS and host-side connections go through the injectable Resolver and Dialer,
+// so tests map names and documentation addresses to servers on 127.0.0.1 and check the
+// decision on the destination the guest sees.
 package network
 
 import (
