@@ -153,7 +153,13 @@ func (s *Store) remoteOptions(ctx context.Context) []remote.Option {
 // fetch resolves r against its registry and downloads what is missing.
 func (s *Store) fetch(ctx context.Context, r name.Reference, progress func(Progress)) (*Image, error) {
 	ro := s.remoteOptions(ctx)
-	desc, err := remote.Get(r, ro...)
+	// Resolving the manifest is bounded on its own, so that a registry that
+	// does not answer (a black-holed address) falls back to the cache in
+	// seconds; downloads are bounded only by ctx.
+	rctx, cancel := context.WithTimeout(ctx, s.resolveTimeout)
+	defer cancel()
+	resolve := s.remoteOptions(rctx)
+	desc, err := remote.Get(r, resolve...)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +177,7 @@ func (s *Store) fetch(ctx context.Context, r name.Reference, progress func(Progr
 		if err := s.putBlob(desc.Digest.String(), int64(len(desc.Manifest)), bytes.NewReader(desc.Manifest), nil); err != nil {
 			return nil, err
 		}
-		cdesc, err := remote.Get(r.Context().Digest(child.Digest.String()), ro...)
+		cdesc, err := remote.Get(r.Context().Digest(child.Digest.String()), resolve...)
 		if err != nil {
 			return nil, fmt.Errorf("the %s image %s of index %s: %w", Platform.Architecture, child.Digest, desc.Digest, err)
 		}

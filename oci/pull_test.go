@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -318,5 +319,35 @@ func TestConcurrentPullsShareTheCache(t *testing.T) {
 	}
 	if tmp, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(tmp) != 0 {
 		t.Fatalf("leftovers in tmp: %v", tmp)
+	}
+}
+
+// A registry that accepts connections but never answers counts as
+// unreachable once the resolve timeout passes: the cached digest is used.
+func TestHangingRegistryFallsBackToTheCache(t *testing.T) {
+	var hang atomic.Bool
+	release := make(chan struct{})
+	reg := newRegistry(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if hang.Load() {
+				<-release
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	t.Cleanup(func() { close(release) }) // before the server's Close, which waits for handlers
+	digest := push(t, reg.ref("slow:1"), image(t, v1.Config{}, "amd64", layer(t, ot.Tar(t, ot.File("a", "a")), false)))
+	s := openStore(t, Options{})
+	pull(t, s, reg.ref("slow:1"), PullOptions{})
+	hang.Store(true)
+	s.resolveTimeout = 300 * time.Millisecond
+	start := time.Now()
+	img := pull(t, s, reg.ref("slow:1"), PullOptions{})
+	if img.Digest != digest || !strings.Contains(img.Warning, "unreachable") || !strings.Contains(img.Warning, "deadline exceeded") {
+		t.Fatalf("hanging registry: %+v", img)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("fallback took %v", d)
 	}
 }

@@ -36,6 +36,10 @@ type Options struct {
 	Limits unpack.Options
 }
 
+// DefaultResolveTimeout bounds the manifest requests of a pull (connecting,
+// authenticating, reading the manifest), not the layer downloads.
+const DefaultResolveTimeout = 20 * time.Second
+
 // Store is the image cache. Several processes may use the same directory.
 type Store struct {
 	dir       string
@@ -48,6 +52,8 @@ type Store struct {
 	// take the unprivileged path as root.
 	chown bool
 	now   func() time.Time
+	// resolveTimeout bounds the manifest requests of a pull.
+	resolveTimeout time.Duration
 }
 
 // DefaultDir is ~/.voidbox/oci.
@@ -70,7 +76,7 @@ func Open(opts Options) (*Store, error) {
 		dir = d
 	}
 	s := &Store{dir: dir, insecure: map[string]bool{}, keychain: opts.Keychain, transport: opts.Transport,
-		limits: opts.Limits, chown: os.Geteuid() == 0, now: time.Now}
+		limits: opts.Limits, chown: os.Geteuid() == 0, now: time.Now, resolveTimeout: DefaultResolveTimeout}
 	if s.keychain == nil {
 		s.keychain = authn.DefaultKeychain
 	}
