@@ -19,8 +19,9 @@
 //
 // A reference by digest that is cached is used without any network access. A
 // tag is resolved against its registry every time (unless PullOptions.Policy
-// says PullMissing); when the registry cannot be reached, the digest the tag
-// last resolved to is used and Image.Warning says so. A registry that answers
+// says PullMissing); when the registry cannot be reached or does not answer
+// within DefaultResolveTimeout, the digest the tag last resolved to is used
+// and Image.Warning says so. A registry that answers
 // with an error (unknown tag, refused credentials) is never papered over.
 //
 // # Cache layout
@@ -29,8 +30,10 @@
 //	DIR/refs.json            reference -> image digest (and index digest), resolve time
 //	DIR/disks/HEX.ext4       the read-only rootfs disk of image manifest HEX
 //	DIR/disks/HEX.json       its metadata (size, the image's user resolved to uid/gid)
+//	DIR/disks/HEX.lock       flock: one process builds a given disk, the others wait for it
 //	DIR/tmp/                 downloads and builds in progress
 //	DIR/lock                 flock: pulls and builds share it, Remove and Prune take it alone
+//	DIR/refs.lock            flock: serializes updates of refs.json
 //
 // Remove drops references and then everything no remaining reference needs;
 // Prune does the second half alone (images a moved tag left behind, blobs of
