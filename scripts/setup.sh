@@ -4,10 +4,11 @@
 # kmod: the guest userland and modules.dep (guest image tests compare with depmod); cpio:
 # tests read the initramfs back with GNU cpio. gcc, make, flex, bison, bc, libelf-dev
 # (objtool) and xz-utils compile the guest kernel from Debian's linux-source.
+# e2fsprogs: oci builds image disks (mkfs.ext4 -d, debugfs; tests run e2fsck).
 # curl: make contracts downloads the Cloud Hypervisor OpenAPI description when ../shared is absent.
 set -euo pipefail
 pkgs=(qemu-system-x86 qemu-system-common busybox-static kmod cpio ca-certificates
-  gcc make flex bison bc libelf-dev xz-utils curl)
+  gcc make flex bison bc libelf-dev xz-utils curl e2fsprogs)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
