@@ -42,12 +42,20 @@ if [ -n "${VOIDBOX_CHV_OPENAPI:-}" ]; then
   exit 0
 fi
 
+# ../shared next to the clone, or a shared/ in any directory further up (a clone may sit
+# deeper than the project's own checkout).
 shared="$(dirname "$root")/shared/contracts/cloud-hypervisor-openapi.yaml"
-if [ -f "$shared" ]; then
-  matches "$shared" || { echo "contracts: replace $shared with $what" >&2; exit 1; }
-  echo "contracts: using $shared"
-  exit 0
-fi
+dir=$(dirname "$root")
+while :; do
+  cand="$dir/shared/contracts/cloud-hypervisor-openapi.yaml"
+  if [ -f "$cand" ]; then
+    matches "$cand" || { echo "contracts: replace $cand with $what" >&2; exit 1; }
+    echo "contracts: using $cand"
+    exit 0
+  fi
+  [ "$dir" = / ] && break
+  dir=$(dirname "$dir")
+done
 
 case "${XDG_CACHE_HOME:-}" in
   /*) cache_base=$XDG_CACHE_HOME ;;

@@ -120,15 +120,18 @@ func findSpec(pin Pin) (string, error) {
 		return "", fmt.Errorf("locate the repository root: %w", err)
 	}
 	if root, ok := repoRoot(wd); ok {
-		p := filepath.Clean(filepath.Join(root, sharedRel))
-		looked = append(looked, p)
-		if found, err := existing(p); err != nil {
-			return "", err
-		} else if found {
-			if err := checkSpec(p, pin); err != nil {
-				return "", fmt.Errorf("%s: %w; replace it with %s", p, err, pin.describe())
+		looked = append(looked, filepath.Clean(filepath.Join(root, sharedRel))+" (and shared/contracts/ in each directory above it)")
+		// ../shared next to the clone, or a shared/ further up: a clone may sit
+		// deeper than the project's own checkout (CI clones anywhere).
+		for _, p := range sharedCandidates(root) {
+			if found, err := existing(p); err != nil {
+				return "", err
+			} else if found {
+				if err := checkSpec(p, pin); err != nil {
+					return "", fmt.Errorf("%s: %w; replace it with %s", p, err, pin.describe())
+				}
+				return p, nil
 			}
-			return p, nil
 		}
 	} else {
 		looked = append(looked, "../shared/contracts (no go.mod above "+wd+")")
@@ -154,6 +157,18 @@ func findSpec(pin Pin) (string, error) {
 
 func (p Pin) describe() string {
 	return fmt.Sprintf("cloud-hypervisor's %s at commit %s (sha256 %s)", p.Path, p.Commit, p.SHA256)
+}
+
+// sharedCandidates are shared/contracts/<file> in the repository root's parent
+// and in every directory above it, nearest first.
+func sharedCandidates(root string) []string {
+	var out []string
+	for dir := filepath.Dir(root); ; dir = filepath.Dir(dir) {
+		out = append(out, filepath.Join(dir, "shared", "contracts", filepath.Base(sharedRel)))
+		if dir == filepath.Dir(dir) {
+			return out
+		}
+	}
 }
 
 // repoRoot is the nearest directory at or above dir holding go.mod: go test

@@ -137,7 +137,7 @@ func TestFindSpecCacheWrongSHA256Refused(t *testing.T) {
 func TestFindSpecMissingEverywhere(t *testing.T) {
 	l := newLayout(t)
 	_, err := findSpec(l.pin)
-	want := "Cloud Hypervisor's OpenAPI description not found (looked in: " + l.shared + ", " + l.cache +
+	want := "Cloud Hypervisor's OpenAPI description not found (looked in: " + l.shared + " (and shared/contracts/ in each directory above it), " + l.cache +
 		"); run 'make contracts' to fetch it at commit " + l.pin.Commit + ", or set VOIDBOX_CHV_OPENAPI"
 	if err == nil || err.Error() != want {
 		t.Errorf("findSpec error:\n got %v\nwant %s", err, want)
@@ -188,5 +188,22 @@ func TestParsePinErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("parsePin(%q) = %v, want an error containing %q", tc.text, err, tc.want)
 		}
+	}
+}
+
+// A clone deeper than the project's own checkout (CI clones anywhere) still finds
+// shared/contracts in a directory further up.
+func TestFindSpecSharedFurtherUp(t *testing.T) {
+	l := newLayout(t)
+	write(t, l.shared, l.good)
+	deep := filepath.Join(l.top, "ci", "work", "repo")
+	write(t, filepath.Join(deep, "go.mod"), []byte("module example.com/x\n"))
+	if err := os.MkdirAll(filepath.Join(deep, "chv"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(filepath.Join(deep, "chv"))
+	got, err := findSpec(l.pin)
+	if err != nil || got != l.shared {
+		t.Fatalf("findSpec from %s = %q, %v; want %s", deep, got, err, l.shared)
 	}
 }
