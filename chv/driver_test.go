@@ -379,3 +379,25 @@ func TestLookBinaryNamesItOnce(t *testing.T) {
 		t.Fatalf("lookBinary(missing) = %v; want the binary named once and $PATH named", err)
 	}
 }
+
+// A guest that floods its console is stopped once the file passes ConsoleLimit,
+// with an error saying so, instead of filling the host's disk.
+func TestConsoleFloodStopsVM(t *testing.T) {
+	old := ConsoleLimit
+	ConsoleLimit = 1 << 20
+	t.Cleanup(func() { ConsoleLimit = old })
+	m := bootFake(t, "console-flood")
+	select {
+	case <-m.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("a flooding guest was not stopped")
+	}
+	err := m.Err()
+	if err == nil || !strings.Contains(err.Error(), "console passed 1048576 bytes") || !strings.Contains(err.Error(), "flood flood") {
+		t.Fatalf("Err() = %v; want the console cap named and the console quoted", err)
+	}
+	if st, statErr := os.Stat(m.paths.Console); statErr == nil && st.Size() > 64<<20 {
+		t.Errorf("console grew to %d bytes", st.Size())
+	}
+	checkGone(t, m)
+}

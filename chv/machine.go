@@ -24,6 +24,7 @@ type machine struct {
 	fsd   []*virtiofsd // one per share
 
 	stopping atomic.Bool   // set when voidbox ends the VM, so an exit is expected
+	flooded  atomic.Bool   // set when the guest's console outgrew ConsoleLimit
 	done     chan struct{} // closed after exit and cleanup
 	mu       sync.Mutex
 	err      error
@@ -36,10 +37,38 @@ func newMachine(name string, p vmPaths) *machine {
 	return &machine{name: name, paths: p, api: newClient(p.API), done: make(chan struct{})}
 }
 
-// start adopts the VMM process and watches for its exit.
+// ConsoleLimit caps the serial console file Cloud Hypervisor writes: the guest
+// decides what it prints, and a file the VMM appends to would grow until the
+// host's disk is full. Past the limit the VM is stopped, with an error saying
+// why. (Under QEMU voidbox reads the console itself and keeps head and tail.)
+var ConsoleLimit int64 = 64 << 20
+
+// consolePoll is how often the console file's size is checked.
+const consolePoll = 250 * time.Millisecond
+
+// start adopts the VMM process and watches for its exit and its console's size.
 func (m *machine) start(p *proc) {
 	m.p = p
 	go m.watch()
+	go m.capConsole()
+}
+
+// capConsole stops the VM once its console file outgrows ConsoleLimit.
+func (m *machine) capConsole() {
+	tick := time.NewTicker(consolePoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-m.done:
+			return
+		case <-tick.C:
+			if st, err := os.Lstat(m.paths.Console); err == nil && st.Size() > ConsoleLimit {
+				m.flooded.Store(true)
+				m.p.kill()
+				return
+			}
+		}
+	}
 }
 
 // watch waits for the VMM to exit, records why, and releases everything the
@@ -47,7 +76,9 @@ func (m *machine) start(p *proc) {
 func (m *machine) watch() {
 	<-m.p.done
 	var err error
-	if !m.stopping.Load() && m.p.waitErr != nil {
+	if m.flooded.Load() {
+		err = fmt.Errorf("chv: vm %s: stopped: the guest's console passed %d bytes (the cap on what a guest may write to the host's disk)%s", m.name, ConsoleLimit, quoteTail("console", m.paths.Console, 1024))
+	} else if !m.stopping.Load() && m.p.waitErr != nil {
 		err = fmt.Errorf("chv: vm %s: cloud-hypervisor exited unexpectedly (%s)%s%s", m.name,
 			describeExit(m.p.waitErr), quoteTail("vmm.log", m.paths.Log, 2048), quoteTail("console", m.paths.Console, 2048))
 	}

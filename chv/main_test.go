@@ -128,6 +128,20 @@ func fakeGuest(mode string, srv *fakechv.Server, raw json.RawMessage) {
 		io.Copy(c, c)
 	}
 	switch mode {
+	case "console-flood":
+		mux.Handle(AgentPort, echo)
+		go func() {
+			f, err := os.OpenFile(cfg.Serial.File, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				return
+			}
+			line := []byte(strings.Repeat("flood ", 20) + "\n")
+			for {
+				if _, err := f.Write(line); err != nil {
+					return
+				}
+			}
+		}()
 	case "crash-after-boot":
 		go func() {
 			time.Sleep(300 * time.Millisecond)
