@@ -110,6 +110,11 @@ func pathsIn(dir string) (vmPaths, error) {
 	if dir == "" {
 		return vmPaths{}, errors.New("chv: VMConfig.StateDir is empty; the driver needs a private directory for sockets and logs")
 	}
+	if strings.ContainsRune(dir, ',') {
+		// --api-socket path=...,  --event-monitor path=...: Cloud Hypervisor splits
+		// its option values on commas and has no escape for them.
+		return vmPaths{}, fmt.Errorf("chv: state dir %q contains a comma, which Cloud Hypervisor's command-line options cannot carry; set TMPDIR to a directory without commas", dir)
+	}
 	p := vmPaths{
 		Dir:     dir,
 		API:     filepath.Join(dir, "api.sock"),

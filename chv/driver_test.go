@@ -401,3 +401,10 @@ func TestConsoleFloodStopsVM(t *testing.T) {
 	}
 	checkGone(t, m)
 }
+
+func TestStateDirWithCommaRefused(t *testing.T) {
+	_, err := pathsIn("/tmp/a,b/voidbox-1-x")
+	if err == nil || !strings.Contains(err.Error(), `"/tmp/a,b/voidbox-1-x" contains a comma`) || !strings.Contains(err.Error(), "TMPDIR") {
+		t.Fatalf("pathsIn(comma) = %v; want a clear refusal naming the dir and TMPDIR", err)
+	}
+}
