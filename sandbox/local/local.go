@@ -54,6 +54,9 @@ func (p *Provider) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime.
 		m := spec.Mounts[0]
 		return nil, fmt.Errorf("box %s: mount %s -> %s: the local sandbox does not support mounts (%w); read the host path directly", spec.Name, m.Host, m.Guest, runtime.ErrUnsupported)
 	}
+	if len(spec.Skills) > 0 {
+		return nil, fmt.Errorf("box %s: skills are %w yet (they are validated, but nothing binds them to a stage); remove skills=", spec.Name, runtime.ErrUnsupported)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("box %s: open local sandbox: %w", spec.Name, err)
 	}

@@ -285,3 +285,12 @@ func TestLargeStreams(t *testing.T) {
 		t.Errorf("cat echoed %d bytes, result %+v", len(out), res)
 	}
 }
+
+// Skills are validated by the DSL but bound to nothing yet: a box that names one is
+// refused, never run as if it had them.
+func TestSkillsRefused(t *testing.T) {
+	_, err := New(nil).Open(context.Background(), runtime.SandboxSpec{Name: "s", Skills: []runtime.Skill{{Kind: runtime.SkillCLI, Name: "git"}}})
+	if !errors.Is(err, runtime.ErrUnsupported) || !strings.Contains(err.Error(), "box s: skills are not supported by this sandbox yet") {
+		t.Errorf("skills error = %v", err)
+	}
+}

@@ -65,6 +65,9 @@ func (p *Provider) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime.
 	if spec.Image != "" {
 		return nil, fmt.Errorf("box %s: image = %q: OCI root filesystems are %w yet; remove image= to use the guest image's busybox userland", spec.Name, spec.Image, runtime.ErrUnsupported)
 	}
+	if len(spec.Skills) > 0 {
+		return nil, fmt.Errorf("box %s: skills are %w yet (they are validated, but nothing binds them to the VM); remove skills=", spec.Name, runtime.ErrUnsupported)
+	}
 	stateDir, err := vmstate.NewDir()
 	if err != nil {
 		return nil, fmt.Errorf("box %s: state dir: %w", spec.Name, err)

@@ -204,6 +204,7 @@ func TestUnsupportedCapabilitiesRefusedBeforeBoot(t *testing.T) {
 		{Name: "m", Mounts: []runtime.Mount{{Host: "/tmp", Guest: "/data", Mode: runtime.MountRO}}},
 		{Name: "n", Network: true},
 		{Name: "i", Image: "alpine:3"},
+		{Name: "s", Skills: []runtime.Skill{{Kind: runtime.SkillCLI, Name: "git"}}},
 	} {
 		_, err := p.Open(context.Background(), spec)
 		if !errors.Is(err, runtime.ErrUnsupported) || !strings.Contains(err.Error(), "box "+spec.Name+":") {
