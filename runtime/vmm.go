@@ -29,10 +29,39 @@ type VMConfig struct {
 	StateDir string
 	// Shares are host directories exported to the guest by tag.
 	Shares []Share
-	// Network attaches a NIC whose frames the VMM exchanges over this unix socket path
-	// (QEMU stream netdev); empty means no NIC.
+	// NetworkSocket, when set, gives the guest a network: voidbox listens on this unix
+	// socket before Boot and serves the guest's Ethernet frames (package network/frame's
+	// framing) on each connection the VMM makes to it. NetworkAttach says how the VMM
+	// connects the guest; empty means no network.
 	NetworkSocket string
-	MAC           string
+	NetworkAttach NetAttach
+	MAC           string // the guest NIC's hardware address (AttachNIC)
+}
+
+// NetAttach is how a VMM connects the guest to voidbox's user-mode network.
+type NetAttach int
+
+const (
+	// AttachNIC is a virtio-net NIC whose backend connects to NetworkSocket (QEMU's
+	// -netdev stream).
+	AttachNIC NetAttach = iota
+	// AttachForwarder is no NIC: the guest agent creates a TAP device and forwards its
+	// frames over a channel the VMM connects to NetworkSocket (a virtio-serial port
+	// under QEMU, a vsock port under Cloud Hypervisor, which has no stream netdev).
+	AttachForwarder
+)
+
+func (a NetAttach) String() string {
+	if a == AttachForwarder {
+		return "agent TAP forwarder"
+	}
+	return "virtio-net NIC"
+}
+
+// NICAttacher is implemented by a VMM that can attach the guest with AttachNIC. A VMM
+// that does not implement it is given AttachForwarder.
+type NICAttacher interface {
+	AttachesNIC() bool
 }
 
 // Share exports a host directory to the guest under a tag (virtio-fs).

@@ -48,6 +48,8 @@ type BootConfig struct {
 	Limits   Limits   `json:"l,omitzero"`  // the stage cgroup and tmpfs sizes (LimitsForBox)
 	UnixTime int64    `json:"t,omitempty"` // host wall clock (seconds) to set the guest clock from
 	Debug    bool     `json:"d,omitempty"` // verbose agent logging on the console
+	// Net configures eth0 before the first exec; nil means the box has no network.
+	Net *NetConfig `json:"n,omitempty"`
 }
 
 // NewSecret returns a fresh per-VM handshake secret: hex of 32 random bytes.
@@ -103,7 +105,7 @@ func (c BootConfig) Validate() error {
 	if err := c.Limits.validate(); err != nil {
 		return err
 	}
-	return nil
+	return c.Net.validate()
 }
 
 func decodeSecret(s string) ([]byte, error) {
