@@ -103,17 +103,35 @@ func buildArgs(cfg runtime.VMConfig, l launch) ([]string, error) {
 		args = append(args, "-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", cfg.MemoryMB))
 	}
 	args = append([]string{"-M", machine}, args...)
+	forward := cfg.NetworkSocket != "" && cfg.NetworkAttach == runtime.AttachForwarder
 	if l.vsockCID != 0 {
+		if forward {
+			// The agent's forwarder would dial a host vsock port, which voidbox does
+			// not listen on under QEMU.
+			return nil, fmt.Errorf("vm %s: the agent's TAP forwarder needs the virtio-serial channel; with vhost-vsock use a virtio-net NIC (runtime.AttachNIC)", cfg.Name)
+		}
 		args = append(args, "-device", fmt.Sprintf("vhost-vsock-device,guest-cid=%d", l.vsockCID))
 	} else {
+		// As few ports as are used (0 is reserved for a virtconsole, the agent's
+		// gets 1, the network forwarder's 2), not the default 31: the guest driver
+		// sets up two virtqueues per port at probe time, which under TCG is most
+		// of virtio_console's load time.
+		ports := 2
+		if forward {
+			ports = 3
+		}
 		args = append(args,
-			// Two ports (0 is reserved for a virtconsole, ours gets 1), not the
-			// default 31: the guest driver sets up two virtqueues per port at
-			// probe time, which under TCG is most of virtio_console's load time.
-			"-device", "virtio-serial-device,max_ports=2",
+			"-device", fmt.Sprintf("virtio-serial-device,max_ports=%d", ports),
 			"-chardev", "socket,id=agent,path="+optValue(l.path(agentFile))+",server=on,wait=off",
 			"-device", "virtserialport,chardev=agent,name="+AgentPortName,
 		)
+		if forward {
+			// voidbox listens on NetworkSocket before QEMU starts.
+			args = append(args,
+				"-chardev", "socket,id=net,path="+optValue(cfg.NetworkSocket)+",server=off",
+				"-device", "virtserialport,chardev=net,name="+proto.NetPortName,
+			)
+		}
 	}
 	seen := map[string]bool{}
 	for i, s := range cfg.Shares {
@@ -127,7 +145,7 @@ func buildArgs(cfg runtime.VMConfig, l launch) ([]string, error) {
 			"-device", "vhost-user-fs-device,chardev="+id+",tag="+s.Tag,
 		)
 	}
-	if cfg.NetworkSocket != "" {
+	if cfg.NetworkSocket != "" && !forward {
 		if cfg.MAC == "" {
 			return nil, fmt.Errorf("vm %s: NetworkSocket is set but MAC is empty; give the NIC a MAC address", cfg.Name)
 		}

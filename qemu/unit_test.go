@@ -63,6 +63,26 @@ func TestBuildArgs(t *testing.T) {
 	}
 }
 
+func TestBuildArgsForwarder(t *testing.T) {
+	cfg := runtime.VMConfig{Name: "x", Kernel: "/k", Initramfs: "/i", MemoryMB: 256, VCPUs: 1,
+		NetworkSocket: "/s/net.sock", NetworkAttach: runtime.AttachForwarder}
+	got := argString(t, cfg, launch{accel: "tcg", dir: "/s"})
+	for _, want := range []string{
+		"-device virtio-serial-device,max_ports=3",
+		"-chardev socket,id=net,path=/s/net.sock,server=off -device virtserialport,chardev=net,name=voidbox.net",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("forwarder args lack %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "netdev") || strings.Contains(got, "virtio-net") {
+		t.Errorf("the forwarder attachment also got a NIC:\n%s", got)
+	}
+	if _, err := buildArgs(cfg, launch{accel: "kvm", dir: "/s", vsockCID: 7}); err == nil || !strings.Contains(err.Error(), "virtio-serial") {
+		t.Errorf("forwarder with vhost-vsock: got %v, want a refusal naming the virtio-serial channel it needs", err)
+	}
+}
+
 func TestBuildArgsRejects(t *testing.T) {
 	base := runtime.VMConfig{Name: "x", Kernel: "/k", Initramfs: "/i", MemoryMB: 256, VCPUs: 1}
 	cases := map[string]func(c *runtime.VMConfig){

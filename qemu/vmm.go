@@ -225,3 +225,7 @@ func newStateDir() (string, error) {
 	}
 	return dir, nil
 }
+
+// AttachesNIC implements runtime.NICAttacher: QEMU gives the guest a virtio-net NIC
+// on a -netdev stream backend.
+func (v *VMM) AttachesNIC() bool { return true }
