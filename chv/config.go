@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -82,10 +83,12 @@ const (
 	maxVCPUs        = 254 // Cloud Hypervisor's x86_64 limit
 )
 
-// ErrNetworkUnsupported is returned for a VMConfig with a NetworkSocket:
-// voidbox's user-mode network hands frames over a unix stream socket, which
-// Cloud Hypervisor has no netdev for (it wants a TAP device or vhost-user).
-var ErrNetworkUnsupported = errors.New("networking under Cloud Hypervisor is not supported yet (it has no unix-stream netdev); run this box with --sandbox qemu or without network")
+// ErrNetworkUnsupported is returned for a VMConfig asking for a virtio-net NIC
+// (runtime.AttachNIC): voidbox's user-mode network hands frames over a unix
+// stream socket, which Cloud Hypervisor has no netdev for (it wants a TAP
+// device or vhost-user). Boxes reach the network through the guest agent's TAP
+// forwarder instead (runtime.AttachForwarder), over vsock port NetPort.
+var ErrNetworkUnsupported = errors.New("Cloud Hypervisor has no unix-stream netdev for a virtio-net NIC; attach the guest with the agent's TAP forwarder (runtime.AttachForwarder)")
 
 // fsShare is one virtio-fs share and the vhost-user socket its virtiofsd serves.
 type fsShare struct {
@@ -158,8 +161,11 @@ func makePrivate(dir string) error {
 // checkConfig rejects a VMConfig the driver cannot boot, before any process
 // is started, and fills in default sizes.
 func checkConfig(cfg runtime.VMConfig) (runtime.VMConfig, error) {
-	if cfg.NetworkSocket != "" {
+	if cfg.NetworkSocket != "" && cfg.NetworkAttach != runtime.AttachForwarder {
 		return cfg, fmt.Errorf("chv: vm %s: %w", cfg.Name, ErrNetworkUnsupported)
+	}
+	if strings.ContainsRune(cfg.NetworkSocket, ',') {
+		return cfg, fmt.Errorf("chv: vm %s: VMConfig.NetworkSocket %q must be an absolute path without commas", cfg.Name, cfg.NetworkSocket)
 	}
 	if cfg.Kernel == "" {
 		return cfg, fmt.Errorf("chv: vm %s: VMConfig.Kernel is empty; give the path of the guest kernel", cfg.Name)
@@ -215,3 +221,7 @@ func buildVMConfig(cfg runtime.VMConfig, p vmPaths, cid uint64, shares []fsShare
 	}
 	return vc
 }
+
+// netLink is where Cloud Hypervisor connects when the guest dials host vsock
+// port NetPort.
+func (p vmPaths) netLink() string { return p.Vsock + "_" + strconv.FormatUint(uint64(NetPort), 10) }

@@ -42,8 +42,11 @@ func TestCheckConfigRejects(t *testing.T) {
 		"no kernel":     {func(c *runtime.VMConfig) { c.Kernel = "" }, "VMConfig.Kernel is empty"},
 		"negative mem":  {func(c *runtime.VMConfig) { c.MemoryMB = -1 }, "MemoryMB is -1"},
 		"too many cpus": {func(c *runtime.VMConfig) { c.VCPUs = 1000 }, "VCPUs is 1000; want 1 to 254"},
-		"network":       {func(c *runtime.VMConfig) { c.NetworkSocket = "/n.sock" }, "not supported yet"},
-		"empty tag":     {func(c *runtime.VMConfig) { c.Shares = []runtime.Share{{HostPath: "/d"}} }, "Shares[0].Tag is empty"},
+		"network NIC":   {func(c *runtime.VMConfig) { c.NetworkSocket = "/n.sock" }, "no unix-stream netdev"},
+		"comma socket": {func(c *runtime.VMConfig) {
+			c.NetworkSocket, c.NetworkAttach = "/n,x.sock", runtime.AttachForwarder
+		}, "without commas"},
+		"empty tag": {func(c *runtime.VMConfig) { c.Shares = []runtime.Share{{HostPath: "/d"}} }, "Shares[0].Tag is empty"},
 		"long tag": {func(c *runtime.VMConfig) {
 			c.Shares = []runtime.Share{{Tag: strings.Repeat("t", 37), HostPath: "/d"}}
 		}, "at most 36"},

@@ -122,8 +122,16 @@ func (d *Driver) boot(ctx context.Context, cfg runtime.VMConfig) (*machine, erro
 	if err != nil {
 		return nil, fmt.Errorf("boot %s under cloud-hypervisor: %w", cfg.Name, err)
 	}
-	for _, f := range []string{paths.API, paths.Vsock} {
+	for _, f := range []string{paths.API, paths.Vsock, paths.netLink()} {
 		os.Remove(f) // stale sockets from an earlier VM in a reused dir
+	}
+	if cfg.NetworkSocket != "" {
+		// The guest's forwarder connects to host port NetPort, which Cloud
+		// Hypervisor turns into a connect to vsock.sock_<port>: a symlink there
+		// leads it to the socket voidbox's network listens on.
+		if err := os.Symlink(cfg.NetworkSocket, paths.netLink()); err != nil {
+			return nil, fmt.Errorf("boot %s under cloud-hypervisor: network: %w", cfg.Name, err)
+		}
 	}
 	p, err := startProc("cloud-hypervisor", bin, vmmArgs(paths, d.opts.Verbose), paths.Log)
 	if err != nil {

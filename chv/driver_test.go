@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -305,7 +306,7 @@ func TestKill(t *testing.T) {
 	checkGone(t, m)
 }
 
-func TestNetworkIsRefusedBeforeStarting(t *testing.T) {
+func TestNetworkNICIsRefusedBeforeStarting(t *testing.T) {
 	d := fakeDriver(t, "normal")
 	cfg := testConfig(t)
 	cfg.NetworkSocket = filepath.Join(cfg.StateDir, "net.sock")
@@ -315,6 +316,44 @@ func TestNetworkIsRefusedBeforeStarting(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cfg.StateDir, "vmm.log")); err == nil {
 		t.Error("a process was started for a config that cannot boot")
+	}
+}
+
+// TestNetworkForwarderPort checks the host end of the agent's TAP forwarder: what
+// Cloud Hypervisor connects to when the guest dials host port NetPort reaches the
+// network's socket, and is gone with the VM.
+func TestNetworkForwarderPort(t *testing.T) {
+	d := fakeDriver(t, "normal")
+	cfg := testConfig(t)
+	cfg.NetworkSocket = filepath.Join(t.TempDir(), "net.sock")
+	cfg.NetworkAttach = runtime.AttachForwarder
+	ln, err := net.Listen("unix", cfg.NetworkSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	m, err := d.boot(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := m.paths.Vsock + "_1025"
+	c, err := net.Dial("unix", port) // what Cloud Hypervisor does for the guest
+	if err != nil {
+		t.Fatalf("connect %s: %v", port, err)
+	}
+	c.Close()
+	ln.(*net.UnixListener).SetDeadline(time.Now().Add(5 * time.Second))
+	if a, err := ln.Accept(); err != nil {
+		t.Fatalf("the network socket got no connection: %v", err)
+	} else {
+		a.Close()
+	}
+	if err := m.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	checkGone(t, m)
+	if _, err := os.Lstat(port); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s left after Kill: %v", port, err)
 	}
 }
 

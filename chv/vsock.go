@@ -18,6 +18,11 @@ import (
 // repeated here so the driver does not depend on the wire-protocol package.
 const AgentPort uint32 = 1024
 
+// NetPort is the host vsock port the guest agent's TAP forwarder connects to
+// (proto.NetVsockPort, repeated for the same reason as AgentPort). Cloud
+// Hypervisor hands such a connection to the unix socket "<vsock socket>_1025".
+const NetPort uint32 = 1025
+
 // ErrPortRefused means the VMM accepted the hybrid-vsock connection but
 // closed it instead of answering OK: nothing in the guest listens on the port
 // (yet), or the guest is not up.
