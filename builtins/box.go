@@ -3,6 +3,7 @@ package builtins
 import (
 	"fmt"
 
+	"github.com/voidbox/voidbox/network"
 	"github.com/voidbox/voidbox/runtime"
 	"go.starlark.net/starlark"
 )
@@ -11,11 +12,12 @@ import (
 type boxArgs struct {
 	name, cmd, prompt, image, skills, llm    starlark.Value
 	memoryMB, vcpus, network, egress, mounts starlark.Value
+	ports                                    starlark.Value
 	env, timeout, retries, onFailure, allow  starlark.Value
 }
 
 // boxBuiltin implements box(name, cmd=None, prompt=None, image=None, skills=[],
-// llm=None, memory_mb=512, vcpus=1, network=False, egress=[], mounts=[], env={},
+// llm=None, memory_mb=512, vcpus=1, network=False, egress=[], ports=[], mounts=[], env={},
 // timeout="10m", retries=0, on_failure="stop", allow=[]).
 func boxBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var a boxArgs
@@ -24,7 +26,7 @@ func boxBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs,
 		"name", &a.name, "cmd?", &a.cmd, "prompt?", &a.prompt, "image?", &a.image,
 		"skills?", &a.skills, "llm?", &a.llm, "memory_mb?", &a.memoryMB, "vcpus?", &a.vcpus,
-		"network?", &a.network, "egress?", &a.egress, "mounts?", &a.mounts, "env?", &a.env,
+		"network?", &a.network, "egress?", &a.egress, "ports?", &a.ports, "mounts?", &a.mounts, "env?", &a.env,
 		"timeout?", &a.timeout, "retries?", &a.retries, "on_failure?", &a.onFailure,
 		"allow?", &a.allow); err != nil {
 		return nil, err
@@ -90,6 +92,9 @@ func makeBox(a *boxArgs) (*Box, error) {
 		return nil, err
 	}
 	if err := b.setNetwork(a); err != nil {
+		return nil, err
+	}
+	if err := b.setPorts(a); err != nil {
 		return nil, err
 	}
 	if err := b.setMountsAndEnv(a); err != nil {
@@ -185,10 +190,34 @@ func (b *Box) setNetwork(a *boxArgs) error {
 	if len(s.Egress) > 0 && !s.Network {
 		return fmt.Errorf("egress needs network = True (a box without network has no NIC to allow traffic on)")
 	}
-	for i, e := range s.Egress {
-		if err := checkEgress(e); err != nil {
-			return fmt.Errorf("egress[%d] %w", i, err)
+	// The policy the VM's network enforces parses the entries here too, so that
+	// voidbox check refuses exactly what the network would.
+	_, err = network.ParsePolicy(s.Egress)
+	return err
+}
+
+func (b *Box) setPorts(a *boxArgs) error {
+	if a.ports == nil {
+		return nil
+	}
+	list, err := wantStringList("ports", a.ports)
+	if err != nil {
+		return err
+	}
+	if len(list) > 0 && !b.stage.Network {
+		return fmt.Errorf("ports needs network = True (a box without network has no NIC to publish a port from)")
+	}
+	seen := map[int]bool{}
+	for i, p := range list {
+		m, err := runtime.ParsePortMap(p)
+		if err != nil {
+			return fmt.Errorf("ports[%d] %w", i, err)
 		}
+		if seen[m.Host] {
+			return fmt.Errorf("ports[%d] %q: host port %d is published twice", i, p, m.Host)
+		}
+		seen[m.Host] = true
+		b.stage.Ports = append(b.stage.Ports, m)
 	}
 	return nil
 }

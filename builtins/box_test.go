@@ -18,7 +18,7 @@ func TestBoxArgumentErrors(t *testing.T) {
 		{"ok cmd", `box("a", cmd = ["true"])`, ""},
 		{"ok agent", `box("a", prompt = "hi", ` + agent + `)`, ""},
 		{"ok all", `box(name = "a.b_c-1", cmd = ("x",), image = "alpine:3.20", memory_mb = 64, vcpus = 64,
-			network = True, egress = ["example.test:80", "10.0.0.0/8", "10.1.0.0/16:5432", "[::1]:443", "2001:db8::/32:443"],
+			network = True, egress = ["example.test:80", "10.0.0.0/8", "10.1.0.0/16:5432", "[2001:db8::1]:443", "2001:db8::/32:443", "*.example.test", "host:11434"],
 			env = {"A_1": "x"}, timeout = "1h30m", retries = 10, on_failure = "continue", allow = ["tr"],
 			llm = llm.claude())`, ""},
 		{"missing name", `box(cmd = ["x"])`, `box: missing argument for name`},
@@ -50,11 +50,15 @@ func TestBoxArgumentErrors(t *testing.T) {
 		{"network type", `box("a", cmd = ["x"], network = 1)`, `box: network must be a bool, got int`},
 		{"egress no net", `box("a", cmd = ["x"], egress = ["a.test:80"])`, `box: egress needs network = True (a box without network has no NIC to allow traffic on)`},
 		{"egress type", `box("a", cmd = ["x"], network = True, egress = "a.test:80")`, `box: egress must be a list of strings, got string`},
-		{"egress no port", `box("a", cmd = ["x"], network = True, egress = ["a.test"])`, `box: egress[0] "a.test" must be "host:port" or "CIDR[:port]" (e.g. "api.example.com:443", "10.0.0.0/8", "10.0.0.0/8:5432")`},
-		{"egress bad port", `box("a", cmd = ["x"], network = True, egress = ["a.test:0"])`, `box: egress[0] "a.test:0": port "0" must be a number from 1 to 65535`},
-		{"egress bad host", `box("a", cmd = ["x"], network = True, egress = ["a_b:80"])`, `box: egress[0] "a_b:80": "a_b" is not a valid host name or IP address`},
-		{"egress bad cidr", `box("a", cmd = ["x"], network = True, egress = ["10.0.0.0/33"])`, `box: egress[0] "10.0.0.0/33" must be "host:port" or "CIDR[:port]" (e.g. "api.example.com:443", "10.0.0.0/8", "10.0.0.0/8:5432")`},
-		{"egress cidr port", `box("a", cmd = ["x"], network = True, egress = ["10.0.0.0/8:99999"])`, `box: egress[0] "10.0.0.0/8:99999": port "99999" must be a number from 1 to 65535`},
+		{"egress bad port", `box("a", cmd = ["x"], network = True, egress = ["a.test:0"])`, `box: egress entry "a.test:0": port "0" must be a number from 1 to 65535`},
+		{"egress bad host", `box("a", cmd = ["x"], network = True, egress = ["a..b:80"])`, `box: egress entry "a..b:80": host name "a..b" has a label of 0 characters (1 to 63 allowed)`},
+		{"egress bad cidr", `box("a", cmd = ["x"], network = True, egress = ["10.0.0.0/33"])`, `box: egress entry "10.0.0.0/33": "10.0.0.0/33" is not a CIDR (write it as 10.0.0.0/8 or 2001:db8::/32)`},
+		{"egress cidr port", `box("a", cmd = ["x"], network = True, egress = ["10.0.0.0/8:99999"])`, `box: egress entry "10.0.0.0/8:99999": port "99999" must be a number from 1 to 65535`},
+		{"egress host no port", `box("a", cmd = ["x"], network = True, egress = ["host"])`, `box: egress entry "host": needs a port: "host:PORT" opens one port of the host's loopback`},
+		{"ports no net", `box("a", cmd = ["x"], ports = ["8080:80"])`, `box: ports needs network = True (a box without network has no NIC to publish a port from)`},
+		{"ports form", `box("a", cmd = ["x"], network = True, ports = ["8080"])`, `box: ports[0] port "8080": want HOST:GUEST, e.g. "8080:80" (the host's 127.0.0.1:8080 reaches the guest's port 80)`},
+		{"ports range", `box("a", cmd = ["x"], network = True, ports = ["8080:0"])`, `box: ports[0] port "8080:0": guest port "0" is not a TCP port (1 to 65535)`},
+		{"ports twice", `box("a", cmd = ["x"], network = True, ports = ["8080:80", "8080:81"])`, `box: ports[1] "8080:81": host port 8080 is published twice`},
 		{"env type", `box("a", cmd = ["x"], env = ["A"])`, `box: env must be a dict of strings to strings, got list`},
 		{"env key", `box("a", cmd = ["x"], env = {"1A": "x"})`, `box: env key "1A" is not a valid environment variable name (letters, digits and '_', not starting with a digit)`},
 		{"env key type", `box("a", cmd = ["x"], env = {1: "x"})`, `box: env keys must be strings, got int`},
@@ -96,7 +100,7 @@ same = b == b
 	want := map[string]string{
 		"s": `"box(\"fetch\")"`, "t": `"box"`, "cmd": `["sh", "-c", "x"]`, "timeout": `"1m30s"`,
 		"model": `"qwen3-coder"`, "skill_kind": `"cli"`, "prompt": `None`, "ok": `True`, "same": `True`,
-		"names": `["allow", "cmd", "egress", "env", "image", "llm", "memory_mb", "mounts", "name", "network", "on_failure", "pos", "prompt", "retries", "skills", "timeout", "vcpus"]`,
+		"names": `["allow", "cmd", "egress", "env", "image", "llm", "memory_mb", "mounts", "name", "network", "on_failure", "ports", "pos", "prompt", "retries", "skills", "timeout", "vcpus"]`,
 	}
 	for k, w := range want {
 		if got := g[k].String(); got != w {

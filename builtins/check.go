@@ -2,12 +2,9 @@ package builtins
 
 import (
 	"fmt"
-	"net"
-	"net/netip"
 	"net/url"
 	"path"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -22,7 +19,6 @@ var (
 	stageNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
 	envNameRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	cliNameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]*$`)
-	hostnameRE  = regexp.MustCompile(`^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 	// OCI reference pieces (distribution/reference grammar, slightly relaxed).
 	refDomainRE    = regexp.MustCompile(`^(localhost|[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:]+\])(:[0-9]+)?$`)
 	refComponentRE = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$`)
@@ -155,47 +151,6 @@ func parseTimeout(param string, v starlark.Value) (time.Duration, error) {
 		return 0, fmt.Errorf("%s must be greater than zero, got %q", param, string(s))
 	}
 	return d, nil
-}
-
-// checkEgress accepts "host:port" or "CIDR[:port]", e.g. "api.example.com:443",
-// "10.0.0.0/8", "10.1.0.0/16:5432", "[2001:db8::1]:443", "2001:db8::/32:443".
-func checkEgress(entry string) error {
-	bad := fmt.Errorf("%q must be \"host:port\" or \"CIDR[:port]\" (e.g. \"api.example.com:443\", \"10.0.0.0/8\", \"10.0.0.0/8:5432\")", entry)
-	if slash := strings.IndexByte(entry, '/'); slash >= 0 {
-		prefix, rest := entry[:slash], entry[slash+1:]
-		bits, port, hasPort := strings.Cut(rest, ":")
-		if hasPort {
-			if err := checkPort(entry, port); err != nil {
-				return err
-			}
-		}
-		if _, err := netip.ParsePrefix(prefix + "/" + bits); err != nil {
-			return bad
-		}
-		return nil
-	}
-	host, port, err := net.SplitHostPort(entry)
-	if err != nil || host == "" {
-		return bad
-	}
-	if err := checkPort(entry, port); err != nil {
-		return err
-	}
-	if _, err := netip.ParseAddr(host); err == nil {
-		return nil
-	}
-	if len(host) > 253 || !hostnameRE.MatchString(host) {
-		return fmt.Errorf("%q: %q is not a valid host name or IP address", entry, host)
-	}
-	return nil
-}
-
-func checkPort(entry, port string) error {
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
-		return fmt.Errorf("%q: port %q must be a number from 1 to 65535", entry, port)
-	}
-	return nil
 }
 
 // checkImageRef checks an OCI reference roughly the way registries do:

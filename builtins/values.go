@@ -121,14 +121,21 @@ func (b *Box) Name() string { return b.stage.Name }
 func (b *Box) attrs() attrTable {
 	s := &b.stage
 	return attrTable{
-		"name":       func() starlark.Value { return starlark.String(s.Name) },
-		"cmd":        func() starlark.Value { return noneOrList(s.Cmd) },
-		"prompt":     func() starlark.Value { return noneOr(s.Prompt) },
-		"image":      func() starlark.Value { return noneOr(s.Image) },
-		"memory_mb":  func() starlark.Value { return starlark.MakeInt(s.MemoryMB) },
-		"vcpus":      func() starlark.Value { return starlark.MakeInt(s.VCPUs) },
-		"network":    func() starlark.Value { return starlark.Bool(s.Network) },
-		"egress":     func() starlark.Value { return stringList(s.Egress) },
+		"name":      func() starlark.Value { return starlark.String(s.Name) },
+		"cmd":       func() starlark.Value { return noneOrList(s.Cmd) },
+		"prompt":    func() starlark.Value { return noneOr(s.Prompt) },
+		"image":     func() starlark.Value { return noneOr(s.Image) },
+		"memory_mb": func() starlark.Value { return starlark.MakeInt(s.MemoryMB) },
+		"vcpus":     func() starlark.Value { return starlark.MakeInt(s.VCPUs) },
+		"network":   func() starlark.Value { return starlark.Bool(s.Network) },
+		"egress":    func() starlark.Value { return stringList(s.Egress) },
+		"ports": func() starlark.Value {
+			ps := make([]string, len(s.Ports))
+			for i, p := range s.Ports {
+				ps[i] = p.String()
+			}
+			return stringList(ps)
+		},
 		"env":        func() starlark.Value { return stringDict(s.Env) },
 		"timeout":    func() starlark.Value { return starlark.String(s.Timeout.String()) },
 		"retries":    func() starlark.Value { return starlark.MakeInt(s.Retries) },

@@ -116,6 +116,9 @@ func (s *Stage) settings() string {
 	}
 	if s.Network {
 		parts = append(parts, fmt.Sprintf("network=on egress=%v", s.Egress))
+		for _, p := range s.Ports {
+			parts = append(parts, "port="+p.String())
+		}
 	} else {
 		parts = append(parts, "network=off")
 	}

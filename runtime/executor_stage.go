@@ -24,6 +24,7 @@ type outcome struct {
 	signal         string // the signal that killed the process
 	err            error  // nil: the attempt succeeded
 	permanent      bool   // a retry cannot help (e.g. the provider cannot run agents)
+	network        *NetworkCounts
 }
 
 // stage runs s (with its retries) and returns its output: stdout on success, "" otherwise.
@@ -49,6 +50,7 @@ func (r *run) stage(s *Stage, input string) string {
 		out = r.attempt(s, input)
 		r.release()
 		sr.ExitCode, sr.Signal, sr.Stdout, sr.Stderr = out.exitCode, out.signal, out.stdout, out.stderr
+		sr.Network = out.network
 		if out.err == nil {
 			sr.Status, sr.Output, sr.Error = StatusOK, out.stdout, ""
 			break
@@ -111,7 +113,7 @@ func (r *run) sleep(d time.Duration) bool {
 func specFor(s *Stage) SandboxSpec {
 	return SandboxSpec{
 		Name: s.Name, MemoryMB: s.MemoryMB, VCPUs: s.VCPUs, Image: s.Image,
-		Network: s.Network, Egress: s.Egress, Mounts: s.Mounts, Allow: s.Allow, Skills: s.Skills,
+		Network: s.Network, Egress: s.Egress, Ports: s.Ports, Mounts: s.Mounts, Allow: s.Allow, Skills: s.Skills,
 	}
 }
 
@@ -134,6 +136,10 @@ func (r *run) attempt(s *Stage, input string) (o outcome) {
 	sb, err := r.boot(s, input)
 	if sb != nil {
 		defer func() {
+			if nr, ok := sb.(NetworkReporter); ok {
+				c := nr.NetworkCounts()
+				o.network = &c
+			}
 			// The stage's work is done either way; a failed close is worth seeing, not a retry.
 			if err := sb.Close(); err != nil {
 				o.stderr += fmt.Sprintf("\nvoidbox: closing sandbox: %v\n", err)

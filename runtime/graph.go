@@ -90,6 +90,7 @@ type Stage struct {
 	VCPUs     int
 	Network   bool
 	Egress    []string
+	Ports     []PortMap // guest TCP ports published on the host's 127.0.0.1
 	Mounts    []Mount
 	Env       map[string]string
 	Timeout   time.Duration

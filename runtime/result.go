@@ -36,6 +36,8 @@ type StageResult struct {
 	// Error says why the stage failed, was skipped or was cancelled, without repeating
 	// Status ("the run was cancelled", not "canceled: the run was cancelled").
 	Error string `json:"error,omitempty"`
+	// Network is the last attempt's egress decisions, for a box with network = True.
+	Network *NetworkCounts `json:"network,omitempty"`
 }
 
 // Result is a whole run's outcome.

@@ -64,6 +64,7 @@ type SandboxSpec struct {
 	Image    string
 	Network  bool
 	Egress   []string
+	Ports    []PortMap
 	Mounts   []Mount
 	Allow    []string
 	Skills   []Skill
