@@ -37,6 +37,8 @@ type jsonStage struct {
 	DurationMS int64  `json:"duration_ms"`
 	Attempts   int    `json:"attempts"`
 	Error      string `json:"error,omitempty"`
+	// Network is the egress decisions of a box with network = True.
+	Network *runtime.NetworkCounts `json:"network,omitempty"`
 }
 
 // jsonText is an `output` field under the UTF-8-or-base64 rule.
@@ -73,7 +75,7 @@ func newJSONResult(r *runtime.Result) *jsonResult {
 	}
 	doc.Output, doc.OutputBase64 = textOrBase64(r.Output)
 	for name, s := range r.Stages {
-		js := &jsonStage{Name: s.Name, Status: s.Status, ExitCode: s.ExitCode, DurationMS: s.DurationMS, Attempts: s.Attempts, Error: s.Error}
+		js := &jsonStage{Name: s.Name, Status: s.Status, ExitCode: s.ExitCode, DurationMS: s.DurationMS, Attempts: s.Attempts, Error: s.Error, Network: s.Network}
 		if s.Signal != "" {
 			js.Signal = &s.Signal
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/voidbox/voidbox/chv"
 	"github.com/voidbox/voidbox/guestimage"
 	"github.com/voidbox/voidbox/internal/vmstate"
+	"github.com/voidbox/voidbox/network"
 	"github.com/voidbox/voidbox/qemu"
 	"github.com/voidbox/voidbox/runtime"
 	"github.com/voidbox/voidbox/sandbox/local"
@@ -24,10 +26,11 @@ const envMockScript = "VOIDBOX_MOCK_SCRIPT"
 
 // vmSettings are the flags that choose and configure the microVM sandbox.
 type vmSettings struct {
-	vmm       string
-	accel     string
-	kernel    string
-	initramfs string
+	vmm        string
+	accel      string
+	kernel     string
+	initramfs  string
+	networkLog string
 }
 
 func addVMFlags(fs *pflag.FlagSet) *vmSettings {
@@ -36,6 +39,7 @@ func addVMFlags(fs *pflag.FlagSet) *vmSettings {
 	fs.StringVar(&s.accel, "accel", "", "QEMU accelerator: auto|kvm|tcg (default $VOIDBOX_ACCEL, then auto: KVM only if a probe boot succeeds)")
 	fs.StringVar(&s.kernel, "kernel", "", "guest kernel (default $VOIDBOX_KERNEL, then the image built by 'voidbox guest build')")
 	fs.StringVar(&s.initramfs, "initramfs", "", "guest initramfs (default $VOIDBOX_INITRAMFS, then the built image)")
+	fs.StringVar(&s.networkLog, "network-log", "", "append every egress decision of networked boxes to this file as JSON lines (- for stderr)")
 	return s
 }
 
@@ -90,18 +94,23 @@ func openProvider(ctx context.Context, kind string, vs vmSettings, verbose bool,
 		fmt.Fprintln(warn, local.Warning)
 		return local.New(io.Discard), noop, nil
 	case "auto", "vm":
-		p, err := openVM(ctx, vs, verbose, warn)
+		log, closeLog, err := openNetworkLog(vs.networkLog, warn)
 		if err != nil {
 			return nil, noop, err
 		}
-		return p, noop, nil
+		p, err := openVM(ctx, vs, log, verbose, warn)
+		if err != nil {
+			closeLog()
+			return nil, noop, err
+		}
+		return p, closeLog, nil
 	}
 	return nil, noop, usageErrorf("--sandbox must be auto, vm, local or mock, got %q", kind)
 }
 
 // openVM resolves the guest image and picks the VMM: Cloud Hypervisor when its binary
 // is here and a probe boot under KVM succeeds, else QEMU (KVM if its probe boots, else TCG).
-func openVM(ctx context.Context, vs vmSettings, verbose bool, warn io.Writer) (*vm.Provider, error) {
+func openVM(ctx context.Context, vs vmSettings, netLog *slog.Logger, verbose bool, warn io.Writer) (*vm.Provider, error) {
 	if _, err := vmstate.Sweep(); err != nil {
 		fmt.Fprintf(warn, "voidbox: warning: cleaning up after earlier runs: %v\n", err)
 	}
@@ -113,7 +122,23 @@ func openVM(ctx context.Context, vs vmSettings, verbose bool, warn io.Writer) (*
 	if err != nil {
 		return nil, err
 	}
-	return vm.New(vm.Options{VMM: vmm, Kernel: img.Kernel, Initramfs: img.Initramfs})
+	return vm.New(vm.Options{VMM: vmm, Kernel: img.Kernel, Initramfs: img.Initramfs, Network: network.Config{Log: netLog}})
+}
+
+// openNetworkLog opens --network-log: nil (no log) for "", stderr for "-", else the
+// file, appended to and private to the user (decisions name what a stage reached).
+func openNetworkLog(path string, stderr io.Writer) (*slog.Logger, func(), error) {
+	switch path {
+	case "":
+		return nil, func() {}, nil
+	case "-":
+		return slog.New(slog.NewJSONHandler(stderr, nil)), func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, usageErrorf("--network-log: %w", err)
+	}
+	return slog.New(slog.NewJSONHandler(f, nil)), func() { f.Close() }, nil
 }
 
 func chooseVMM(ctx context.Context, vs vmSettings, img guestimage.Image, verbose bool, warn io.Writer) (runtime.VMM, error) {

@@ -137,8 +137,9 @@ func (r *run) attempt(s *Stage, input string) (o outcome) {
 	if sb != nil {
 		defer func() {
 			if nr, ok := sb.(NetworkReporter); ok {
-				c := nr.NetworkCounts()
-				o.network = &c
+				if c, ok := nr.NetworkCounts(); ok {
+					o.network = &c
+				}
 			}
 			// The stage's work is done either way; a failed close is worth seeing, not a retry.
 			if err := sb.Close(); err != nil {

@@ -50,8 +50,9 @@ type NetworkCounts struct {
 	Inbound uint64           `json:"inbound"`
 }
 
-// NetworkReporter is implemented by a Sandbox with a network; the executor reads it
-// before closing the sandbox and puts it in the stage's result.
+// NetworkReporter is implemented by a Sandbox that can have a network; the executor
+// reads it before closing the sandbox and puts it in the stage's result. ok is false
+// for a box without network.
 type NetworkReporter interface {
-	NetworkCounts() NetworkCounts
+	NetworkCounts() (c NetworkCounts, ok bool)
 }

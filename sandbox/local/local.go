@@ -5,7 +5,9 @@
 //
 // What "no isolation" means here: processes see the host file system, network and
 // users. Mounts are refused (there is no way to place a host directory at a guest path
-// without namespaces); image= and network= are ignored; the command allowlist (allow=)
+// without namespaces), and so are network = True (an egress policy cannot be enforced
+// on host processes) and image= (there is no root file system to swap); a box without
+// network still has the host's network. The command allowlist (allow=)
 // is enforced on argv[0]. Because commands do not run where /workspace exists, every
 // "/workspace" path in argv, in environment values and in Dir is rewritten to the temp
 // dir, and VOIDBOX_WORKSPACE names it.
@@ -56,6 +58,12 @@ func (p *Provider) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime.
 	}
 	if len(spec.Skills) > 0 {
 		return nil, fmt.Errorf("box %s: skills are %w yet (they are validated, but nothing binds them to a stage); remove skills=", spec.Name, runtime.ErrUnsupported)
+	}
+	if spec.Network {
+		return nil, fmt.Errorf("box %s: network = True: the local sandbox cannot enforce an egress policy on host processes (%w); run it with --sandbox vm", spec.Name, runtime.ErrUnsupported)
+	}
+	if spec.Image != "" {
+		return nil, fmt.Errorf("box %s: image = %q: the local sandbox runs host processes and has no root file system to replace (%w); run it with --sandbox vm", spec.Name, spec.Image, runtime.ErrUnsupported)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("box %s: open local sandbox: %w", spec.Name, err)

@@ -294,3 +294,19 @@ func TestSkillsRefused(t *testing.T) {
 		t.Errorf("skills error = %v", err)
 	}
 }
+
+// What the local sandbox cannot honour is refused, never run as if it were.
+func TestNetworkAndImageRefused(t *testing.T) {
+	for _, tc := range []struct {
+		spec runtime.SandboxSpec
+		want string
+	}{
+		{runtime.SandboxSpec{Name: "n", Network: true, Egress: []string{"example.test:443"}}, "box n: network = True: the local sandbox cannot enforce an egress policy"},
+		{runtime.SandboxSpec{Name: "i", Image: "alpine:3"}, `box i: image = "alpine:3": the local sandbox runs host processes`},
+	} {
+		_, err := New(nil).Open(context.Background(), tc.spec)
+		if !errors.Is(err, runtime.ErrUnsupported) || err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error = %v, want one containing %q", tc.spec, err, tc.want)
+		}
+	}
+}

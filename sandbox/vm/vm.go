@@ -16,6 +16,7 @@ import (
 
 	"github.com/voidbox/voidbox/guest-agent/proto"
 	"github.com/voidbox/voidbox/internal/vmstate"
+	"github.com/voidbox/voidbox/network"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -30,6 +31,13 @@ type Options struct {
 	Debug bool
 	// ShutdownGrace bounds a graceful guest poweroff before the VMM is killed.
 	ShutdownGrace time.Duration
+	// Network is the template of every networked box's network (its Policy comes from
+	// the box's egress): Resolver and Dialer (tests map names to 127.0.0.1), Log (one
+	// line per egress decision, with the stage's name), Limits.
+	Network network.Config
+	// NetForwarder attaches networked guests through the agent's TAP forwarder even
+	// when the VMM can attach a NIC (tests run the forwarder's guest half under QEMU).
+	NetForwarder bool
 }
 
 // Provider opens microVM sandboxes.
@@ -59,9 +67,6 @@ func (p *Provider) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime.
 	if len(spec.Mounts) > 0 {
 		return nil, fmt.Errorf("box %s: mounts are %w yet (virtio-fs shares come with a later release); remove mounts=", spec.Name, runtime.ErrUnsupported)
 	}
-	if spec.Network {
-		return nil, fmt.Errorf("box %s: network = True is %w yet (user-mode networking comes with a later release)", spec.Name, runtime.ErrUnsupported)
-	}
 	if spec.Image != "" {
 		return nil, fmt.Errorf("box %s: image = %q: OCI root filesystems are %w yet; remove image= to use the guest image's busybox userland", spec.Name, spec.Image, runtime.ErrUnsupported)
 	}
@@ -72,15 +77,21 @@ func (p *Provider) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime.
 	if err != nil {
 		return nil, fmt.Errorf("box %s: state dir: %w", spec.Name, err)
 	}
-	sb, err := p.boot(ctx, spec, stateDir)
+	bn, err := p.openNetwork(spec, stateDir)
 	if err != nil {
+		os.RemoveAll(stateDir)
+		return nil, fmt.Errorf("box %s: %w", spec.Name, err)
+	}
+	sb, err := p.boot(ctx, spec, stateDir, bn)
+	if err != nil {
+		bn.close()
 		os.RemoveAll(stateDir)
 		return nil, err
 	}
 	return sb, nil
 }
 
-func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir string) (*Sandbox, error) {
+func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir string, bn *boxNetwork) (*Sandbox, error) {
 	secret, err := proto.NewSecret()
 	if err != nil {
 		return nil, fmt.Errorf("box %s: secret: %w", spec.Name, err)
@@ -102,23 +113,28 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 		UnixTime: time.Now().Unix(),
 		Debug:    p.opts.Debug,
 	}
+	vmcfg := runtime.VMConfig{
+		Name:      spec.Name,
+		Kernel:    p.opts.Kernel,
+		Initramfs: p.opts.Initramfs,
+		MemoryMB:  memory,
+		VCPUs:     vcpus,
+		StateDir:  stateDir,
+	}
+	if bn != nil {
+		boot.Net = bn.guest()
+		vmcfg.NetworkSocket, vmcfg.NetworkAttach, vmcfg.MAC = bn.socket, bn.attach, boot.Net.MAC
+	}
 	arg, err := boot.KernelArg()
 	if err != nil {
 		return nil, fmt.Errorf("box %s: boot config: %w", spec.Name, err)
 	}
-	m, err := p.opts.VMM.Boot(ctx, runtime.VMConfig{
-		Name:      spec.Name,
-		Kernel:    p.opts.Kernel,
-		Initramfs: p.opts.Initramfs,
-		Cmdline:   strings.Join(append([]string{arg}, p.opts.KernelArgs...), " "),
-		MemoryMB:  memory,
-		VCPUs:     vcpus,
-		StateDir:  stateDir,
-	})
+	vmcfg.Cmdline = strings.Join(append([]string{arg}, p.opts.KernelArgs...), " ")
+	m, err := p.opts.VMM.Boot(ctx, vmcfg)
 	if err != nil {
 		return nil, fmt.Errorf("box %s: boot %s: %w", spec.Name, p.opts.VMM.Name(), err)
 	}
-	sb := &Sandbox{name: spec.Name, machine: m, stateDir: stateDir, grace: p.opts.ShutdownGrace, memoryMB: limits.MemoryMB}
+	sb := &Sandbox{name: spec.Name, machine: m, stateDir: stateDir, grace: p.opts.ShutdownGrace, memoryMB: limits.MemoryMB, net: bn}
 	client, err := p.connect(ctx, m, secret)
 	if err != nil {
 		sb.kill()
@@ -165,7 +181,8 @@ type Sandbox struct {
 	client   *proto.Client
 	stateDir string
 	grace    time.Duration
-	memoryMB int // the stage cgroup's memory limit
+	memoryMB int         // the stage cgroup's memory limit
+	net      *boxNetwork // nil without network = True
 	once     sync.Once
 	closeErr error
 }
@@ -223,6 +240,14 @@ func (s *Sandbox) ReadFile(ctx context.Context, path string) ([]byte, error) {
 	return data, s.explain(err)
 }
 
+// NetworkCounts implements runtime.NetworkReporter.
+func (s *Sandbox) NetworkCounts() (runtime.NetworkCounts, bool) {
+	if s.net == nil {
+		return runtime.NetworkCounts{}, false
+	}
+	return s.net.counts(), true
+}
+
 // Machine exposes the VM, for tests and diagnostics.
 func (s *Sandbox) Machine() runtime.Machine { return s.machine }
 
@@ -243,6 +268,7 @@ func (s *Sandbox) Close() error {
 			s.client.Close()
 		}
 		s.closeErr = s.machine.Shutdown(ctx)
+		s.net.close()
 		if err := os.RemoveAll(s.stateDir); err != nil && s.closeErr == nil {
 			s.closeErr = err
 		}
@@ -253,6 +279,7 @@ func (s *Sandbox) Close() error {
 func (s *Sandbox) kill() {
 	s.once.Do(func() {
 		s.closeErr = s.machine.Kill()
+		s.net.close()
 		os.RemoveAll(s.stateDir)
 	})
 }

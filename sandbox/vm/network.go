@@ -1,0 +1,137 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/voidbox/voidbox/guest-agent/proto"
+	"github.com/voidbox/voidbox/network"
+	"github.com/voidbox/voidbox/runtime"
+)
+
+// netSocket is the network's socket in a VM's state directory; the VMM connects the
+// guest's NIC (or the agent's forwarder) to it.
+const netSocket = "net.sock"
+
+// boxNetwork is one networked box's user-mode network, and the socket its VMM
+// connects the guest through.
+type boxNetwork struct {
+	net      *network.Network
+	ln       net.Listener
+	attach   runtime.NetAttach
+	socket   string
+	log      *slog.Logger
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	closeOne sync.Once
+}
+
+// openNetwork builds spec's network before its VM boots: the policy from spec.Egress,
+// the listening socket, and spec.Ports published on the host's 127.0.0.1. It returns
+// nil for a box without network.
+func (p *Provider) openNetwork(spec runtime.SandboxSpec, stateDir string) (*boxNetwork, error) {
+	if !spec.Network {
+		return nil, nil
+	}
+	policy, err := network.ParsePolicy(spec.Egress)
+	if err != nil {
+		return nil, err
+	}
+	cfg := p.opts.Network
+	cfg.Policy = policy
+	if cfg.Log != nil {
+		cfg.Log = cfg.Log.With(slog.String("stage", spec.Name))
+	}
+	n, err := network.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	b := &boxNetwork{net: n, attach: p.attachment(), socket: filepath.Join(stateDir, netSocket), log: cfg.Log}
+	if b.ln, err = net.Listen("unix", b.socket); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	var ctx context.Context
+	ctx, b.cancel = context.WithCancel(context.Background())
+	b.wg.Add(1)
+	go b.accept(ctx)
+	for _, pm := range spec.Ports {
+		if _, err := n.Publish(pm.Host, pm.Guest); err != nil {
+			b.close()
+			return nil, fmt.Errorf("ports %q: %w", pm.String(), err)
+		}
+	}
+	return b, nil
+}
+
+// attachment is how this provider's VMM connects a guest: a NIC when it can, else
+// the agent's TAP forwarder (Cloud Hypervisor), or the forwarder when the options
+// ask for it (tests run its guest half under QEMU).
+func (p *Provider) attachment() runtime.NetAttach {
+	if p.opts.NetForwarder {
+		return runtime.AttachForwarder
+	}
+	if a, ok := p.opts.VMM.(runtime.NICAttacher); ok && a.AttachesNIC() {
+		return runtime.AttachNIC
+	}
+	return runtime.AttachForwarder
+}
+
+// accept serves the guest on each connection the VMM makes (one at a time: the
+// network refuses a second attachment while one is up).
+func (b *boxNetwork) accept(ctx context.Context) {
+	defer b.wg.Done()
+	for {
+		conn, err := b.ln.Accept()
+		if err != nil {
+			return
+		}
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			// A guest that breaks the framing loses its NIC; the log says why.
+			if err := b.net.Serve(ctx, conn); err != nil && !errors.Is(err, network.ErrClosed) && ctx.Err() == nil && b.log != nil {
+				b.log.Warn("guest network attachment ended", slog.String("error", err.Error()))
+			}
+		}()
+	}
+}
+
+// guest is the network's guest side as the boot config carries it.
+func (b *boxNetwork) guest() *proto.NetConfig {
+	g := b.net.Guest()
+	return &proto.NetConfig{
+		Forward: b.attach == runtime.AttachForwarder,
+		MAC:     g.MAC, Address: g.Address.String(), Gateway: g.Gateway.String(), DNS: g.DNS.String(),
+		MTU: g.MTU, HostName: g.HostName, HostAddr: g.HostAddr.String(),
+	}
+}
+
+// counts are the network's decisions in the runtime's terms.
+func (b *boxNetwork) counts() runtime.NetworkCounts {
+	s := b.net.Stats()
+	d := func(c network.Count) runtime.NetworkDecisions {
+		return runtime.NetworkDecisions{Allowed: c.Allowed, Denied: c.Denied}
+	}
+	return runtime.NetworkCounts{TCP: d(s.TCP), UDP: d(s.UDP), DNS: d(s.DNS), Inbound: s.Inbound}
+}
+
+// close ends every flow and published port, and removes the socket.
+func (b *boxNetwork) close() {
+	if b == nil {
+		return
+	}
+	b.closeOne.Do(func() {
+		b.cancel()
+		b.ln.Close()
+		b.net.Close()
+		b.wg.Wait()
+		os.Remove(b.socket)
+	})
+}
