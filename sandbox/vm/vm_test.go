@@ -34,6 +34,11 @@ func openOn(t *testing.T, vmm runtime.VMM, spec runtime.SandboxSpec) *Sandbox {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return openWith(t, p, spec)
+}
+
+func openWith(t *testing.T, p *Provider, spec runtime.SandboxSpec) *Sandbox {
+	t.Helper()
 	if spec.Name == "" {
 		spec.Name = "t"
 	}
