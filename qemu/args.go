@@ -145,6 +145,11 @@ func buildArgs(cfg runtime.VMConfig, l launch) ([]string, error) {
 			"-device", "vhost-user-fs-device,chardev="+id+",tag="+s.Tag,
 		)
 	}
+	disks, err := diskArgs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, disks...)
 	if cfg.NetworkSocket != "" && !forward {
 		if cfg.MAC == "" {
 			return nil, fmt.Errorf("vm %s: NetworkSocket is set but MAC is empty; give the NIC a MAC address", cfg.Name)
@@ -155,6 +160,35 @@ func buildArgs(cfg runtime.VMConfig, l launch) ([]string, error) {
 		args = append(args,
 			"-netdev", "stream,id=n0,server=off,addr.type=unix,addr.path="+optValue(cfg.NetworkSocket),
 			"-device", "virtio-net-device,netdev=n0,mac="+cfg.MAC,
+		)
+	}
+	return args, nil
+}
+
+// diskArgs attaches each disk as a virtio-blk device on virtio-mmio, in order,
+// so the guest's /dev/vda is Disks[0]. QEMU opens the file when it creates the
+// drive, during start-up, before -chroot/-runas take effect (see dropUser):
+// the image needs no path inside the chroot and no permission for the
+// dropped user (TestDisksInGuest boots that way as root). auto-read-only=off
+// opens a writable drive read-write right then: with auto-read-only=on, QEMU
+// may open it read-only and reopen it by path once a writer attaches, which
+// would be too late inside the chroot.
+func diskArgs(cfg runtime.VMConfig) ([]string, error) {
+	if err := runtime.CheckDisks(cfg.Disks); err != nil {
+		return nil, fmt.Errorf("vm %s: %w", cfg.Name, err)
+	}
+	var args []string
+	for _, d := range cfg.Disks {
+		ro := "off"
+		if d.ReadOnly {
+			ro = "on"
+		}
+		args = append(args,
+			// format=raw: QEMU never probes the content, which the disk's
+			// maker may control (a raw image could pose as a qcow2 with a
+			// backing file on the host).
+			"-drive", "file="+optValue(d.Path)+",format=raw,if=none,readonly="+ro+",auto-read-only=off,id="+d.ID,
+			"-device", "virtio-blk-device,drive="+d.ID,
 		)
 	}
 	return args, nil

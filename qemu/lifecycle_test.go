@@ -120,22 +120,10 @@ func TestShareViaVirtiofsd(t *testing.T) {
 		t.Fatal(err)
 	}
 	state := t.TempDir()
-	m, err := tcgVMM(t).BootMachine(context.Background(), runtime.VMConfig{
+	m := bootToPoweroff(t, runtime.VMConfig{
 		Name: "share", Kernel: img.Kernel, Initramfs: img.Initramfs, Cmdline: "voidbox.test=share",
 		MemoryMB: 256, VCPUs: 1, StateDir: state, Shares: []runtime.Share{{Tag: "share", HostPath: host}},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Kill()
-	select {
-	case <-m.Done():
-	case <-time.After(runtime.BootTimeout):
-		t.Fatalf("share guest did not power off; console:\n%s", m.ConsoleTail(4096))
-	}
-	if err := m.Err(); err != nil {
-		t.Fatal(err)
-	}
 	out, err := os.ReadFile(filepath.Join(host, "out.txt"))
 	if err != nil || string(out) != "guest saw: from host" {
 		t.Fatalf("out.txt = %q, %v; console:\n%s", out, err, m.ConsoleTail(4096))

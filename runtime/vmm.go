@@ -2,7 +2,11 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 )
 
@@ -29,6 +33,9 @@ type VMConfig struct {
 	StateDir string
 	// Shares are host directories exported to the guest by tag.
 	Shares []Share
+	// Disks are raw disk images attached as virtio-blk devices, in this order:
+	// the guest finds Disks[0] as /dev/vda, Disks[1] as /dev/vdb, ...
+	Disks []Disk
 	// NetworkSocket, when set, gives the guest a network: voidbox listens on this unix
 	// socket before Boot and serves the guest's Ethernet frames (package network/frame's
 	// framing) on each connection the VMM makes to it. NetworkAttach says how the VMM
@@ -70,6 +77,49 @@ type Share struct {
 	HostPath string
 	ReadOnly bool
 }
+
+// Disk is a raw disk image (an OCI image's rootfs, for instance) attached to
+// the guest as a virtio-blk device.
+type Disk struct {
+	// ID names the disk in the VMM's configuration and in its messages:
+	// a lower-case letter, then up to 15 lower-case letters or digits. (QEMU
+	// wants identifiers to start with a letter; Cloud Hypervisor reserves
+	// those starting with '_'.)
+	ID string
+	// Path is the image file, an absolute path. The VMM opens it at boot,
+	// before it confines itself.
+	Path     string
+	ReadOnly bool
+}
+
+// MaxDisks bounds VMConfig.Disks: every disk takes one of the microVM's few
+// virtio-mmio slots (QEMU's microvm has 24 for all devices).
+const MaxDisks = 8
+
+// CheckDisks rejects disks no VMM can attach: a bad or repeated ID, a path
+// that is not absolute, too many disks. What a VMM's own option syntax
+// cannot carry is for the VMM to check.
+func CheckDisks(disks []Disk) error {
+	if len(disks) > MaxDisks {
+		return fmt.Errorf("%d disks; a VM takes at most %d", len(disks), MaxDisks)
+	}
+	seen := map[string]int{}
+	for i, d := range disks {
+		if !diskID.MatchString(d.ID) {
+			return fmt.Errorf("Disks[%d].ID %q must be a lower-case letter followed by up to 15 lower-case letters or digits", i, d.ID)
+		}
+		if j, ok := seen[d.ID]; ok {
+			return fmt.Errorf("Disks[%d].ID %q is also Disks[%d].ID; disk IDs must be unique", i, d.ID, j)
+		}
+		seen[d.ID] = i
+		if !filepath.IsAbs(d.Path) || strings.ContainsRune(d.Path, 0) {
+			return fmt.Errorf("Disks[%d].Path %q (disk %s) must be an absolute path", i, d.Path, d.ID)
+		}
+	}
+	return nil
+}
+
+var diskID = regexp.MustCompile(`^[a-z][a-z0-9]{0,15}$`)
 
 // Machine is a running VM.
 type Machine interface {

@@ -5,7 +5,9 @@
 // voidbox.test=panic makes it crash the kernel instead, voidbox.test=hang
 // makes it idle, voidbox.test=share copies /mnt/in.txt of the virtio-fs
 // share "share" to /mnt/out.txt and powers off, voidbox.test=flood writes 1 MiB
-// (and terminal escape sequences) to the console and powers off.
+// (and terminal escape sequences) to the console and powers off,
+// voidbox.test=disks reports what it sees of /dev/vda and /dev/vdb on the
+// console, writes to both and powers off.
 package main
 
 import (
@@ -51,6 +53,8 @@ func main() {
 		shareRoundTrip()
 	case "flood":
 		flood()
+	case "disks":
+		disks()
 	}
 	port := findPort("voidbox.agent")
 	f, err := os.OpenFile(port, os.O_RDWR, 0)
@@ -170,6 +174,40 @@ func flood() {
 		}
 	}
 	_, _ = f.WriteString("\x1b]0;owned\x07\x1b[2Jtestinit: flood done\n")
+	unix.Sync()
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+}
+
+// disks prints, for vda and vdb, the size in sectors and read-only flag the
+// kernel reports, the disk's first 16 bytes, and what writing "written by
+// guest" at its start did; then powers off.
+func disks() {
+	for _, name := range []string{"vda", "vdb"} {
+		size, err := os.ReadFile("/sys/block/" + name + "/size")
+		if err != nil {
+			fmt.Printf("testinit: disk %s: %v\n", name, err)
+			continue
+		}
+		ro, _ := os.ReadFile("/sys/block/" + name + "/ro")
+		head := make([]byte, 16)
+		if f, err := os.Open("/dev/" + name); err == nil {
+			_, _ = f.ReadAt(head, 0)
+			f.Close()
+		}
+		wrote := "ok"
+		if f, err := os.OpenFile("/dev/"+name, os.O_WRONLY, 0); err != nil {
+			wrote = err.Error()
+		} else {
+			if _, err := f.WriteAt([]byte("written by guest"), 0); err != nil {
+				wrote = err.Error()
+			} else if err := f.Sync(); err != nil {
+				wrote = err.Error()
+			}
+			f.Close()
+		}
+		fmt.Printf("testinit: disk %s size=%s ro=%s head=%q write=%s\n", name,
+			strings.TrimSpace(string(size)), strings.TrimSpace(string(ro)), head, wrote)
+	}
 	unix.Sync()
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 }
