@@ -182,6 +182,11 @@ func checkConfig(cfg runtime.VMConfig) (runtime.VMConfig, error) {
 	case cfg.VCPUs == 0:
 		cfg.VCPUs = defaultVCPUs
 	}
+	// Disks go in the JSON body, not on a command line: a comma in a path is
+	// just a character there.
+	if err := runtime.CheckDisks(cfg.Disks); err != nil {
+		return cfg, fmt.Errorf("chv: vm %s: %w", cfg.Name, err)
+	}
 	seen := map[string]bool{}
 	for i, s := range cfg.Shares {
 		switch {
@@ -215,6 +220,11 @@ func buildVMConfig(cfg runtime.VMConfig, p vmPaths, cid uint64, shares []fsShare
 		Serial:  consoleConfig{Mode: "File", File: p.Console},
 		Console: consoleConfig{Mode: "Off"},
 		Vsock:   &vsockConfig{CID: cid, Socket: p.Vsock},
+	}
+	// Cloud Hypervisor adds block devices first, in list order, so the
+	// guest's /dev/vda is Disks[0].
+	for _, d := range cfg.Disks {
+		vc.Disks = append(vc.Disks, diskConfig{Path: d.Path, Readonly: d.ReadOnly, ID: d.ID})
 	}
 	for _, s := range shares {
 		vc.FS = append(vc.FS, fsConfig{Tag: s.Tag, Socket: s.Socket, NumQueues: 1, QueueSize: 1024})

@@ -102,6 +102,8 @@ func TestRejectsRequestsTheSchemaRejects(t *testing.T) {
 		"vsock cid below 3":      `{"payload":{"kernel":"/k"},"vsock":{"cid":2,"socket":"/s"}}`,
 		"unknown console mode":   `{"payload":{"kernel":"/k"},"console":{"mode":"Sometimes"}}`,
 		"fs without queues":      `{"payload":{"kernel":"/k"},"fs":[{"tag":"t","socket":"/s"}]}`,
+		"disk readonly as text":  `{"payload":{"kernel":"/k"},"disks":[{"path":"/d","readonly":"yes"}]}`,
+		"disks not a list":       `{"payload":{"kernel":"/k"},"disks":{"path":"/d"}}`,
 		"not JSON":               `{"payload":`,
 	}
 	for name, body := range bad {
