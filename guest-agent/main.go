@@ -1,6 +1,7 @@
 // Command voidbox-agent is PID 1 inside a voidbox microVM (/init in the initramfs):
 // it prepares the guest (mounts, kernel modules, clock, hostname, stage user, stage
-// limits), reads the boot configuration (QEMU's fw_cfg item, else the kernel command
+// limits, lo and the box's eth0: package netsetup, and package tapfwd for the forwarder
+// attachment), reads the boot configuration (QEMU's fw_cfg item, else the kernel command
 // line), and serves the authenticated control session (package agent) on
 // virtio-serial or vsock until the host asks it to power off or goes away. Re-executed as "voidbox-shim" it confines
 // one stage process instead.
@@ -10,12 +11,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/mdlayher/vsock"
 	"github.com/voidbox/voidbox/guest-agent/agent"
+	"github.com/voidbox/voidbox/guest-agent/netsetup"
 	"github.com/voidbox/voidbox/guest-agent/proto"
+	"github.com/voidbox/voidbox/guest-agent/tapfwd"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,6 +74,9 @@ func run(c *console) error {
 	}
 	stageCgroup, err := limitStages(c, cfg)
 	if err != nil {
+		return err
+	}
+	if err := setupNetwork(c, cfg, mods, configured); err != nil {
 		return err
 	}
 	shutdown := make(chan struct{}, 1)
@@ -167,4 +178,153 @@ func limitStages(c *console, cfg proto.BootConfig) (*agent.StageCgroup, error) {
 	}
 	c.logf("stage limits: memory %d MiB, pids %d, /workspace %d MiB, /tmp %d MiB (0: unlimited)", l.MemoryMB, l.Pids, l.WorkspaceMB, l.TmpMB)
 	return cg, nil
+}
+
+// setupNetwork brings lo up and, when the boot config has a network, eth0 (the VM's
+// virtio-net NIC, or a TAP device whose frames the agent forwards to the host), with its
+// address, route, MTU, /etc/resolv.conf and /etc/hosts, before the first exec. Any step
+// that fails fails the boot: a stage never runs with a half-configured network.
+func setupNetwork(c *console, cfg proto.BootConfig, mods *moduleLoader, configured []string) error {
+	if err := netsetup.LoopbackUp(); err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	if cfg.Net == nil {
+		c.logf("network: lo only (the box has no network)")
+		return nil
+	}
+	nc, err := netsetup.FromBoot(*cfg.Net, cfg.Hostname)
+	if err != nil {
+		return err
+	}
+	attach := attachNIC
+	if cfg.Net.Forward {
+		attach = attachForwarder
+	}
+	via, err := attach(c, nc, mods, configured)
+	if err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	if err := netsetup.WriteEtc("/etc", nc); err != nil {
+		return err
+	}
+	c.logf("network: %s (%s) %s", netsetup.Interface, via, nc)
+	return nil
+}
+
+// attachNIC configures the VM's virtio-net NIC, found by its MAC, as eth0.
+func attachNIC(_ *console, nc netsetup.Config, mods *moduleLoader, configured []string) (string, error) {
+	if err := ensureShipped(mods, configured, "virtio_net"); err != nil {
+		return "", err
+	}
+	name, err := netsetup.WaitForMAC(netsetup.SysClassNet, nc.MAC, transportWait, pollInterval)
+	if err != nil {
+		return "", err
+	}
+	if err := netsetup.Rename(name, netsetup.Interface); err != nil {
+		return "", err
+	}
+	return "virtio-net NIC " + name, netsetup.Configure(netsetup.Interface, nc)
+}
+
+// attachForwarder creates eth0 as a TAP device, configures it and starts forwarding its
+// frames to the host. The forwarder ends (and eth0 with it) when the stream breaks,
+// which the console says; the agent runs on.
+func attachForwarder(c *console, nc netsetup.Config, mods *moduleLoader, configured []string) (string, error) {
+	if err := ensureShipped(mods, configured, "tun"); err != nil {
+		return "", err
+	}
+	tap, err := tapfwd.Create(netsetup.Interface)
+	if err != nil {
+		return "", err
+	}
+	stream, via, err := netStream()
+	if err == nil {
+		err = netsetup.SetMAC(netsetup.Interface, nc.MAC)
+		if err == nil {
+			err = netsetup.Configure(netsetup.Interface, nc)
+		}
+		if err != nil {
+			stream.Close()
+		}
+	}
+	if err != nil {
+		tap.Close()
+		return "", err
+	}
+	go func() {
+		err := tapfwd.Forward(tap, stream, nc.MTU, c.logf)
+		c.logf("network: the forwarder over %s ended, %s is gone: %v", via, netsetup.Interface, err)
+	}()
+	return "TAP forwarder over " + via, nil
+}
+
+// netStream opens the forwarder's channel to the host: virtio-serial port
+// proto.NetPortName when the agent's own channel is virtio-serial (the VM has a console
+// device: see serveTransport), else a vsock connection to host port proto.NetVsockPort.
+func netStream() (io.ReadWriteCloser, string, error) {
+	deadline := time.Now().Add(transportWait)
+	if hasVirtioDevice(virtioConsoleID) {
+		for {
+			if dev, ok := findPort(proto.NetPortName); ok {
+				f, err := openPort(dev)
+				if err != nil {
+					return nil, "", fmt.Errorf("open the forwarder's port: %w", err)
+				}
+				return &serialConn{f: f}, "virtio-serial " + dev, nil
+			}
+			if time.Now().After(deadline) {
+				return nil, "", fmt.Errorf("no virtio-serial port named %q after %v: the VMM must add it for the TAP forwarder", proto.NetPortName, transportWait)
+			}
+			time.Sleep(pollInterval)
+		}
+	}
+	for {
+		conn, err := vsock.Dial(vsock.Host, proto.NetVsockPort, nil)
+		if err == nil {
+			return conn, fmt.Sprintf("vsock port %d", proto.NetVsockPort), nil
+		}
+		if time.Now().After(deadline) {
+			return nil, "", fmt.Errorf("connect to host vsock port %d for the TAP forwarder: %w", proto.NetVsockPort, err)
+		}
+		time.Sleep(hostPollInterval)
+	}
+}
+
+// findPort returns /dev/vportNpM for the virtio-serial port named name (there is no
+// udev, so no /dev/virtio-ports symlink).
+func findPort(name string) (string, bool) {
+	names, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err == nil && strings.TrimSpace(string(b)) == name {
+			return "/dev/" + filepath.Base(filepath.Dir(n)), true
+		}
+	}
+	return "", false
+}
+
+// openPort opens a virtio-serial port's device node, which devtmpfs creates shortly
+// after the port appears (waiting up to 2 s).
+func openPort(dev string) (*os.File, error) {
+	var f *os.File
+	var err error
+	for range 1000 {
+		if f, err = os.OpenFile(dev, os.O_RDWR, 0); err == nil {
+			return f, nil
+		}
+		time.Sleep(pollInterval)
+	}
+	return nil, err
+}
+
+// ensureShipped loads those of names that the image ships as modules (configured:
+// /etc/voidbox/modules); the others are taken as built into its kernel.
+func ensureShipped(l *moduleLoader, configured []string, names ...string) error {
+	var load []string
+	for _, n := range names {
+		if slices.ContainsFunc(configured, func(c string) bool { return modName(c) == n }) {
+			load = append(load, n)
+		}
+	}
+	return l.ensure(load...)
 }
