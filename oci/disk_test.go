@@ -16,7 +16,7 @@ import (
 
 	"github.com/voidbox/voidbox/oci/unpack"
 
-	ot "github.com/voidbox/voidbox/oci/internal/ocitest"
+	ot "github.com/voidbox/voidbox/internal/ocitest"
 )
 
 // busyboxAttrs are owner and mode (as debugfs prints them) of entries of
@@ -51,17 +51,17 @@ func checkInodes(t *testing.T, disk string, want map[string][3]string) {
 func TestDiskHasTheImageTree(t *testing.T) {
 	for _, chown := range []bool{true, false} {
 		t.Run(map[bool]string{true: "as root", false: "without root"}[chown], func(t *testing.T) {
-			reg := newRegistry(t, nil)
-			lower := layer(t, busyboxLayer(t), false)
-			upper := layer(t, ot.Tar(t, ot.File("etc/.wh.motd", ""), ot.File("bin/.wh.su", ""), ot.File("etc/hostname", "box\n")), true)
-			img0 := image(t, v1.Config{User: "app:staff"}, "amd64",
-				layer(t, ot.Tar(t, ot.Dir("etc/"), ot.File("etc/motd", "old"), ot.Dir("var/cache/"), ot.File("var/cache/x", "x")), false),
-				layer(t, ot.Tar(t, ot.File("var/cache/.wh..wh..opq", ""), ot.File("var/cache/y", "y")), false),
+			reg := ot.NewRegistry(t, nil)
+			lower := ot.TarLayer(t, busyboxLayer(t), false)
+			upper := ot.TarLayer(t, ot.Tar(t, ot.File("etc/.wh.motd", ""), ot.File("bin/.wh.su", ""), ot.File("etc/hostname", "box\n")), true)
+			img0 := ot.NewImage(t, v1.Config{User: "app:staff"}, "amd64",
+				ot.TarLayer(t, ot.Tar(t, ot.Dir("etc/"), ot.File("etc/motd", "old"), ot.Dir("var/cache/"), ot.File("var/cache/x", "x")), false),
+				ot.TarLayer(t, ot.Tar(t, ot.File("var/cache/.wh..wh..opq", ""), ot.File("var/cache/y", "y")), false),
 				lower, upper)
-			push(t, reg.ref("rootfs:1"), img0)
+			ot.Push(t, reg.Ref("rootfs:1"), img0)
 			s := openStore(t, Options{})
 			s.chown = chown
-			img := pull(t, s, reg.ref("rootfs:1"), PullOptions{})
+			img := pull(t, s, reg.Ref("rootfs:1"), PullOptions{})
 			d, err := s.Disk(context.Background(), img)
 			if err != nil {
 				t.Fatal(err)
@@ -117,17 +117,17 @@ func TestDiskHasTheImageTree(t *testing.T) {
 }
 
 func TestMaliciousImageIsRefused(t *testing.T) {
-	reg := newRegistry(t, nil)
+	reg := ot.NewRegistry(t, nil)
 	outside := t.TempDir()
-	evil := layer(t, ot.Tar(t, ot.Symlink("escape", outside), ot.File("escape/pwned", "x")), false)
-	push(t, reg.ref("evil:1"), image(t, v1.Config{}, "amd64", layer(t, busyboxLayer(t), false), evil))
+	evil := ot.TarLayer(t, ot.Tar(t, ot.Symlink("escape", outside), ot.File("escape/pwned", "x")), false)
+	ot.Push(t, reg.Ref("evil:1"), ot.NewImage(t, v1.Config{}, "amd64", ot.TarLayer(t, busyboxLayer(t), false), evil))
 	s := openStore(t, Options{})
-	img := pull(t, s, reg.ref("evil:1"), PullOptions{})
+	img := pull(t, s, reg.Ref("evil:1"), PullOptions{})
 	_, err := s.Disk(context.Background(), img)
 	if !errors.Is(err, unpack.ErrRefused) {
 		t.Fatalf("want a refusal, got %v", err)
 	}
-	for _, want := range []string{reg.ref("evil:1"), img.Layers[1].Digest, `"escape/pwned"`, "leaves the root"} {
+	for _, want := range []string{reg.Ref("evil:1"), img.Layers[1].Digest, `"escape/pwned"`, "leaves the root"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %q", err, want)
 		}
@@ -144,10 +144,10 @@ func TestMaliciousImageIsRefused(t *testing.T) {
 }
 
 func TestUnresolvableUser(t *testing.T) {
-	reg := newRegistry(t, nil)
-	push(t, reg.ref("u:1"), image(t, v1.Config{User: "ghost"}, "amd64", layer(t, busyboxLayer(t), false)))
+	reg := ot.NewRegistry(t, nil)
+	ot.Push(t, reg.Ref("u:1"), ot.NewImage(t, v1.Config{User: "ghost"}, "amd64", ot.TarLayer(t, busyboxLayer(t), false)))
 	s := openStore(t, Options{})
-	d, err := s.Disk(context.Background(), pull(t, s, reg.ref("u:1"), PullOptions{}))
+	d, err := s.Disk(context.Background(), pull(t, s, reg.Ref("u:1"), PullOptions{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,118 +1,19 @@
 package oci
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	ot "github.com/voidbox/voidbox/oci/internal/ocitest"
+	ot "github.com/voidbox/voidbox/internal/ocitest"
 )
-
-// testRegistry is ggcr's in-memory registry on 127.0.0.1, optionally behind
-// a wrapper (auth, corruption).
-type testRegistry struct {
-	srv  *httptest.Server
-	host string // 127.0.0.1:PORT
-}
-
-func newRegistry(t testing.TB, wrap func(http.Handler) http.Handler) *testRegistry {
-	t.Helper()
-	var h http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	if wrap != nil {
-		h = wrap(h)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return &testRegistry{srv: srv, host: strings.TrimPrefix(srv.URL, "http://")}
-}
-
-func (r *testRegistry) ref(repoTag string) string { return r.host + "/" + repoTag }
-
-// push writes img under ref (tag or digest reference) with no credentials.
-func push(t testing.TB, ref string, img v1.Image) string {
-	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img, remote.WithAuth(authn.Anonymous)); err != nil {
-		t.Fatalf("push %s: %v", ref, err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d.String()
-}
-
-func pushIndex(t testing.TB, ref string, idx v1.ImageIndex) string {
-	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.WriteIndex(r, idx, remote.WithAuth(authn.Anonymous)); err != nil {
-		t.Fatalf("push index %s: %v", ref, err)
-	}
-	d, err := idx.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d.String()
-}
-
-// layer makes a layer from a tar stream, gzip-compressed unless zstd.
-func layer(t testing.TB, data []byte, zstd bool) v1.Layer {
-	t.Helper()
-	opts := []tarball.LayerOption{}
-	if zstd {
-		opts = append(opts, tarball.WithCompression(compression.ZStd), tarball.WithMediaType(types.OCILayerZStd))
-	}
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-// image stacks layers on an empty linux/amd64 image with cfg.
-func image(t testing.TB, cfg v1.Config, arch string, layers ...v1.Layer) v1.Image {
-	t.Helper()
-	img, err := mutate.AppendLayers(empty.Image, layers...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Config = "linux", arch, cfg
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
 
 var (
 	busyboxOnce sync.Once

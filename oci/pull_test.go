@@ -20,21 +20,21 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
-	ot "github.com/voidbox/voidbox/oci/internal/ocitest"
+	ot "github.com/voidbox/voidbox/internal/ocitest"
 )
 
 func TestPullReportsProgressAndConfig(t *testing.T) {
-	reg := newRegistry(t, nil)
+	reg := ot.NewRegistry(t, nil)
 	cfg := v1.Config{Env: []string{"PATH=/bin", "GREETING=hi"}, WorkingDir: "/home/app", User: "app",
 		Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"echo hi"}}
-	base := layer(t, busyboxLayer(t), false)
-	extra := layer(t, ot.Tar(t, ot.File("etc/motd", "zstd layer\n")), true)
-	digest := push(t, reg.ref("tools/busybox:1"), image(t, cfg, "amd64", base, extra))
+	base := ot.TarLayer(t, busyboxLayer(t), false)
+	extra := ot.TarLayer(t, ot.Tar(t, ot.File("etc/motd", "zstd layer\n")), true)
+	digest := ot.Push(t, reg.Ref("tools/busybox:1"), ot.NewImage(t, cfg, "amd64", base, extra))
 
 	s := openStore(t, Options{})
 	var events []Progress
-	img := pull(t, s, reg.ref("tools/busybox:1"), PullOptions{Progress: func(p Progress) { events = append(events, p) }})
-	if img.Digest != digest || img.Ref != reg.ref("tools/busybox:1") || img.FromCache || img.Warning != "" {
+	img := pull(t, s, reg.Ref("tools/busybox:1"), PullOptions{Progress: func(p Progress) { events = append(events, p) }})
+	if img.Digest != digest || img.Ref != reg.Ref("tools/busybox:1") || img.FromCache || img.Warning != "" {
 		t.Fatalf("image %+v, want digest %s from the registry", img, digest)
 	}
 	if !slices.Equal(img.Config.Env, cfg.Env) || img.Config.WorkingDir != "/home/app" || img.Config.User != "app" ||
@@ -69,24 +69,24 @@ func TestPullReportsProgressAndConfig(t *testing.T) {
 	}
 	// A second pull downloads nothing and says every layer is cached.
 	events = nil
-	again := pull(t, s, reg.ref("tools/busybox:1"), PullOptions{Progress: func(p Progress) { events = append(events, p) }})
+	again := pull(t, s, reg.Ref("tools/busybox:1"), PullOptions{Progress: func(p Progress) { events = append(events, p) }})
 	if !again.FromCache || len(events) != 2 || events[0].Status != StatusCached || events[1].Status != StatusCached {
 		t.Fatalf("second pull: from cache %v, events %+v", again.FromCache, events)
 	}
 }
 
 func TestMultiPlatformIndexPicksAmd64(t *testing.T) {
-	reg := newRegistry(t, nil)
-	arm := image(t, v1.Config{}, "arm64", layer(t, ot.Tar(t, ot.File("arch", "arm64")), false))
-	amd := image(t, v1.Config{}, "amd64", layer(t, ot.Tar(t, ot.File("arch", "amd64")), false))
+	reg := ot.NewRegistry(t, nil)
+	arm := ot.NewImage(t, v1.Config{}, "arm64", ot.TarLayer(t, ot.Tar(t, ot.File("arch", "arm64")), false))
+	amd := ot.NewImage(t, v1.Config{}, "amd64", ot.TarLayer(t, ot.Tar(t, ot.File("arch", "amd64")), false))
 	idx := mutate.AppendManifests(empty.Index,
 		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}},
 		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}})
-	idxDigest := pushIndex(t, reg.ref("multi:latest"), idx)
+	idxDigest := ot.PushIndex(t, reg.Ref("multi:latest"), idx)
 	amdDigest, _ := amd.Digest()
 
 	s := openStore(t, Options{})
-	img := pull(t, s, reg.ref("multi:latest"), PullOptions{})
+	img := pull(t, s, reg.Ref("multi:latest"), PullOptions{})
 	if img.Digest != amdDigest.String() || img.Index != idxDigest {
 		t.Fatalf("got image %s from index %s, want %s from %s", img.Digest, img.Index, amdDigest, idxDigest)
 	}
@@ -98,47 +98,47 @@ func TestMultiPlatformIndexPicksAmd64(t *testing.T) {
 		t.Fatalf("/arch in the disk: %q", got)
 	}
 	// Pulling the index by digest works offline afterwards: the record maps it to the amd64 image.
-	reg.srv.Close()
-	byDigest := pull(t, s, reg.ref("multi@"+idxDigest), PullOptions{})
+	reg.Server.Close()
+	byDigest := pull(t, s, reg.Ref("multi@"+idxDigest), PullOptions{})
 	if byDigest.Digest != amdDigest.String() || byDigest.Warning != "" {
 		t.Fatalf("index by digest, offline: %+v", byDigest)
 	}
 
-	armOnly := newRegistry(t, nil)
-	pushIndex(t, armOnly.ref("armonly:1"), mutate.AppendManifests(empty.Index,
+	armOnly := ot.NewRegistry(t, nil)
+	ot.PushIndex(t, armOnly.Ref("armonly:1"), mutate.AppendManifests(empty.Index,
 		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}}))
-	_, err = s.Pull(context.Background(), armOnly.ref("armonly:1"), PullOptions{})
-	if err == nil || !strings.Contains(err.Error(), armOnly.ref("armonly:1")) || !strings.Contains(err.Error(), "no linux/amd64 image among its platforms [linux/arm64]") {
+	_, err = s.Pull(context.Background(), armOnly.Ref("armonly:1"), PullOptions{})
+	if err == nil || !strings.Contains(err.Error(), armOnly.Ref("armonly:1")) || !strings.Contains(err.Error(), "no linux/amd64 image among its platforms [linux/arm64]") {
 		t.Fatalf("index without amd64: %v", err)
 	}
 	// A single-platform image of another architecture is refused too.
-	push(t, armOnly.ref("arm:1"), arm)
-	_, err = s.Pull(context.Background(), armOnly.ref("arm:1"), PullOptions{})
+	ot.Push(t, armOnly.Ref("arm:1"), arm)
+	_, err = s.Pull(context.Background(), armOnly.Ref("arm:1"), PullOptions{})
 	if err == nil || !strings.Contains(err.Error(), "is for linux/arm64") {
 		t.Fatalf("arm64 image: %v", err)
 	}
 }
 
 func TestCachedImageWorksWithRegistryStopped(t *testing.T) {
-	reg := newRegistry(t, nil)
-	digest := push(t, reg.ref("app:v1"), image(t, v1.Config{}, "amd64", layer(t, busyboxLayer(t), false)))
+	reg := ot.NewRegistry(t, nil)
+	digest := ot.Push(t, reg.Ref("app:v1"), ot.NewImage(t, v1.Config{}, "amd64", ot.TarLayer(t, busyboxLayer(t), false)))
 	s := openStore(t, Options{})
-	first := pull(t, s, reg.ref("app:v1"), PullOptions{})
-	reg.srv.Close()
+	first := pull(t, s, reg.Ref("app:v1"), PullOptions{})
+	reg.Server.Close()
 
-	img := pull(t, s, reg.ref("app:v1"), PullOptions{})
+	img := pull(t, s, reg.Ref("app:v1"), PullOptions{})
 	if img.Digest != digest || !img.FromCache {
 		t.Fatalf("offline pull: %+v", img)
 	}
-	for _, want := range []string{"registry " + reg.host + " unreachable", "using " + digest, reg.ref("app:v1") + " resolved to"} {
+	for _, want := range []string{"registry " + reg.Host + " unreachable", "using " + digest, reg.Ref("app:v1") + " resolved to"} {
 		if !strings.Contains(img.Warning, want) {
 			t.Errorf("warning %q does not say %q", img.Warning, want)
 		}
 	}
-	if byDigest := pull(t, s, reg.ref("app@"+digest), PullOptions{}); byDigest.Warning != "" || byDigest.Digest != digest {
+	if byDigest := pull(t, s, reg.Ref("app@"+digest), PullOptions{}); byDigest.Warning != "" || byDigest.Digest != digest {
 		t.Fatalf("by digest offline: %+v", byDigest)
 	}
-	if missing := pull(t, s, reg.ref("app:v1"), PullOptions{Policy: PullMissing}); missing.Warning != "" || missing.Digest != digest {
+	if missing := pull(t, s, reg.Ref("app:v1"), PullOptions{Policy: PullMissing}); missing.Warning != "" || missing.Digest != digest {
 		t.Fatalf("PullMissing offline: %+v", missing)
 	}
 	d, err := s.Disk(context.Background(), first)
@@ -149,22 +149,22 @@ func TestCachedImageWorksWithRegistryStopped(t *testing.T) {
 		t.Fatalf("notes: %q", got)
 	}
 	// A tag never pulled has nothing to fall back on.
-	_, err = s.Pull(context.Background(), reg.ref("app:v2"), PullOptions{})
-	if err == nil || !strings.Contains(err.Error(), "pull "+reg.ref("app:v2")) || !strings.Contains(err.Error(), "registry "+reg.host+" unreachable and the image is not cached") ||
+	_, err = s.Pull(context.Background(), reg.Ref("app:v2"), PullOptions{})
+	if err == nil || !strings.Contains(err.Error(), "pull "+reg.Ref("app:v2")) || !strings.Contains(err.Error(), "registry "+reg.Host+" unreachable and the image is not cached") ||
 		!strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("uncached tag offline: %v", err)
 	}
 }
 
 func TestPullErrorsNameTheReference(t *testing.T) {
-	reg := newRegistry(t, nil)
-	push(t, reg.ref("app:v1"), image(t, v1.Config{}, "amd64", layer(t, ot.Tar(t, ot.File("a", "a")), false)))
+	reg := ot.NewRegistry(t, nil)
+	ot.Push(t, reg.Ref("app:v1"), ot.NewImage(t, v1.Config{}, "amd64", ot.TarLayer(t, ot.Tar(t, ot.File("a", "a")), false)))
 	s := openStore(t, Options{})
 	for _, tc := range []struct{ ref, want string }{
 		{"Not A//Reference", `image reference "Not A//Reference" is not valid`},
-		{reg.ref("app:nope"), `pull ` + reg.ref("app:nope") + `: tag "nope" not found in ` + reg.ref("app")},
-		{reg.ref("other:v1"), `pull ` + reg.ref("other:v1") + `: tag "v1" not found`},
-		{reg.ref("app@sha256:" + strings.Repeat("a", 64)), "digest sha256:aaaa"},
+		{reg.Ref("app:nope"), `pull ` + reg.Ref("app:nope") + `: tag "nope" not found in ` + reg.Ref("app")},
+		{reg.Ref("other:v1"), `pull ` + reg.Ref("other:v1") + `: tag "v1" not found`},
+		{reg.Ref("app@sha256:" + strings.Repeat("a", 64)), "digest sha256:aaaa"},
 	} {
 		_, err := s.Pull(context.Background(), tc.ref, PullOptions{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -188,11 +188,11 @@ func basicAuth(h http.Handler) http.Handler {
 }
 
 func TestAuth(t *testing.T) {
-	reg := newRegistry(t, basicAuth)
-	ref := reg.ref("private:1")
+	reg := ot.NewRegistry(t, basicAuth)
+	ref := reg.Ref("private:1")
 	s := openStore(t, Options{}) // DOCKER_CONFIG is an empty dir: no credentials
 	_, err := s.Pull(context.Background(), ref, PullOptions{})
-	for _, want := range []string{"pull " + ref, "registry " + reg.host + " refused access", "HTTP 401", "UNAUTHORIZED", "docker login " + reg.host} {
+	for _, want := range []string{"pull " + ref, "registry " + reg.Host + " refused access", "HTTP 401", "UNAUTHORIZED", "docker login " + reg.Host} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("no credentials: got %v, want %q in it", err, want)
 		}
@@ -200,10 +200,10 @@ func TestAuth(t *testing.T) {
 	// With credentials in the Docker config (the default keychain), the pull works.
 	dir := os.Getenv("DOCKER_CONFIG")
 	auth := base64.StdEncoding.EncodeToString([]byte("user:secret"))
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"auths":{"`+reg.host+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"auths":{"`+reg.Host+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	img := image(t, v1.Config{}, "amd64", layer(t, ot.Tar(t, ot.File("a", "a")), false))
+	img := ot.NewImage(t, v1.Config{}, "amd64", ot.TarLayer(t, ot.Tar(t, ot.File("a", "a")), false))
 	if err := pushWithAuth(ref, img); err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // caught before the blob enters the cache.
 func TestCorruptBlobIsRefused(t *testing.T) {
 	var target string
-	reg := newRegistry(t, func(h http.Handler) http.Handler {
+	reg := ot.NewRegistry(t, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if target != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+target) {
 				rec := &capture{header: http.Header{}}
@@ -263,13 +263,13 @@ func TestCorruptBlobIsRefused(t *testing.T) {
 			h.ServeHTTP(w, r)
 		})
 	})
-	l := layer(t, ot.Tar(t, ot.File("a", "a")), false)
-	push(t, reg.ref("bad:1"), image(t, v1.Config{}, "amd64", l))
+	l := ot.TarLayer(t, ot.Tar(t, ot.File("a", "a")), false)
+	ot.Push(t, reg.Ref("bad:1"), ot.NewImage(t, v1.Config{}, "amd64", l))
 	d, _ := l.Digest()
 	target = d.String()
 	s := openStore(t, Options{})
-	_, err := s.Pull(context.Background(), reg.ref("bad:1"), PullOptions{})
-	if err == nil || !strings.Contains(err.Error(), reg.ref("bad:1")) || !strings.Contains(err.Error(), d.String()) {
+	_, err := s.Pull(context.Background(), reg.Ref("bad:1"), PullOptions{})
+	if err == nil || !strings.Contains(err.Error(), reg.Ref("bad:1")) || !strings.Contains(err.Error(), d.String()) {
 		t.Fatalf("corrupt layer: %v", err)
 	}
 	if _, err := os.Stat(s.blobPath(d.String())); !errors.Is(err, os.ErrNotExist) {
@@ -288,8 +288,8 @@ func (c *capture) WriteHeader(code int)        { c.code = code }
 func (c *capture) Write(b []byte) (int, error) { c.body = append(c.body, b...); return len(b), nil }
 
 func TestConcurrentPullsShareTheCache(t *testing.T) {
-	reg := newRegistry(t, nil)
-	digest := push(t, reg.ref("app:v1"), image(t, v1.Config{}, "amd64", layer(t, busyboxLayer(t), false)))
+	reg := ot.NewRegistry(t, nil)
+	digest := ot.Push(t, reg.Ref("app:v1"), ot.NewImage(t, v1.Config{}, "amd64", ot.TarLayer(t, busyboxLayer(t), false)))
 	dir := t.TempDir()
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -300,7 +300,7 @@ func TestConcurrentPullsShareTheCache(t *testing.T) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			img, err := s.Pull(ctx, reg.ref("app:v1"), PullOptions{})
+			img, err := s.Pull(ctx, reg.Ref("app:v1"), PullOptions{})
 			if err == nil && img.Digest != digest {
 				err = fmt.Errorf("digest %s", img.Digest)
 			}
@@ -327,7 +327,7 @@ func TestConcurrentPullsShareTheCache(t *testing.T) {
 func TestHangingRegistryFallsBackToTheCache(t *testing.T) {
 	var hang atomic.Bool
 	release := make(chan struct{})
-	reg := newRegistry(t, func(h http.Handler) http.Handler {
+	reg := ot.NewRegistry(t, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if hang.Load() {
 				<-release
@@ -337,13 +337,13 @@ func TestHangingRegistryFallsBackToTheCache(t *testing.T) {
 		})
 	})
 	t.Cleanup(func() { close(release) }) // before the server's Close, which waits for handlers
-	digest := push(t, reg.ref("slow:1"), image(t, v1.Config{}, "amd64", layer(t, ot.Tar(t, ot.File("a", "a")), false)))
+	digest := ot.Push(t, reg.Ref("slow:1"), ot.NewImage(t, v1.Config{}, "amd64", ot.TarLayer(t, ot.Tar(t, ot.File("a", "a")), false)))
 	s := openStore(t, Options{})
-	pull(t, s, reg.ref("slow:1"), PullOptions{})
+	pull(t, s, reg.Ref("slow:1"), PullOptions{})
 	hang.Store(true)
 	s.resolveTimeout = 300 * time.Millisecond
 	start := time.Now()
-	img := pull(t, s, reg.ref("slow:1"), PullOptions{})
+	img := pull(t, s, reg.Ref("slow:1"), PullOptions{})
 	if img.Digest != digest || !strings.Contains(img.Warning, "unreachable") || !strings.Contains(img.Warning, "deadline exceeded") {
 		t.Fatalf("hanging registry: %+v", img)
 	}

@@ -10,7 +10,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	ot "github.com/voidbox/voidbox/oci/internal/ocitest"
+	ot "github.com/voidbox/voidbox/internal/ocitest"
 	"github.com/voidbox/voidbox/oci/unpack"
 )
 
@@ -24,16 +24,16 @@ func blobCount(t *testing.T, s *Store) int {
 }
 
 func TestListRemovePrune(t *testing.T) {
-	reg := newRegistry(t, nil)
-	shared := layer(t, busyboxLayer(t), false)
-	a1 := image(t, v1.Config{}, "amd64", shared, layer(t, ot.Tar(t, ot.File("a", "1")), false))
-	b := image(t, v1.Config{}, "amd64", shared, layer(t, ot.Tar(t, ot.File("b", "1")), false))
-	a1Digest := push(t, reg.ref("a:latest"), a1)
-	bDigest := push(t, reg.ref("b:latest"), b)
+	reg := ot.NewRegistry(t, nil)
+	shared := ot.TarLayer(t, busyboxLayer(t), false)
+	a1 := ot.NewImage(t, v1.Config{}, "amd64", shared, ot.TarLayer(t, ot.Tar(t, ot.File("a", "1")), false))
+	b := ot.NewImage(t, v1.Config{}, "amd64", shared, ot.TarLayer(t, ot.Tar(t, ot.File("b", "1")), false))
+	a1Digest := ot.Push(t, reg.Ref("a:latest"), a1)
+	bDigest := ot.Push(t, reg.Ref("b:latest"), b)
 	s := openStore(t, Options{})
 	ctx := context.Background()
-	imgA := pull(t, s, reg.ref("a:latest"), PullOptions{})
-	pull(t, s, reg.ref("b:latest"), PullOptions{})
+	imgA := pull(t, s, reg.Ref("a:latest"), PullOptions{})
+	pull(t, s, reg.Ref("b:latest"), PullOptions{})
 	if _, err := s.Disk(ctx, imgA); err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestListRemovePrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 2 || list[0].Ref != reg.ref("a:latest") || list[0].Digest != a1Digest || !list[0].Disk ||
+	if len(list) != 2 || list[0].Ref != reg.Ref("a:latest") || list[0].Digest != a1Digest || !list[0].Disk ||
 		list[1].Digest != bDigest || list[1].Disk || list[0].Size != imgA.Size || list[0].Size == 0 {
 		t.Fatalf("list %+v", list)
 	}
@@ -56,9 +56,9 @@ func TestListRemovePrune(t *testing.T) {
 		t.Fatalf("prune with nothing unused: %+v %v", rep, err)
 	}
 	// The tag moves: the old image stays until a prune.
-	a2 := image(t, v1.Config{}, "amd64", shared, layer(t, ot.Tar(t, ot.File("a", "2")), false))
-	push(t, reg.ref("a:latest"), a2)
-	pull(t, s, reg.ref("a:latest"), PullOptions{})
+	a2 := ot.NewImage(t, v1.Config{}, "amd64", shared, ot.TarLayer(t, ot.Tar(t, ot.File("a", "2")), false))
+	ot.Push(t, reg.Ref("a:latest"), a2)
+	pull(t, s, reg.Ref("a:latest"), PullOptions{})
 	if n := blobCount(t, s); n != 10 {
 		t.Fatalf("%d blobs after the tag moved, want 10", n)
 	}
@@ -75,18 +75,18 @@ func TestListRemovePrune(t *testing.T) {
 	}
 
 	// Remove b by reference: its own blobs go, the shared layer stays for a.
-	rep, err = s.Remove(ctx, reg.ref("b:latest"))
-	if err != nil || len(rep.Refs) != 1 || rep.Refs[0] != reg.ref("b:latest") || rep.Blobs != 3 {
+	rep, err = s.Remove(ctx, reg.Ref("b:latest"))
+	if err != nil || len(rep.Refs) != 1 || rep.Refs[0] != reg.Ref("b:latest") || rep.Blobs != 3 {
 		t.Fatalf("remove b: %+v %v", rep, err)
 	}
 	if n := blobCount(t, s); n != 4 {
 		t.Fatalf("%d blobs after removing b, want 4", n)
 	}
-	if _, err := s.load(reg.ref("a:latest"), mustDigest(t, a2)); err != nil {
+	if _, err := s.load(reg.Ref("a:latest"), mustDigest(t, a2)); err != nil {
 		t.Fatalf("a is damaged after removing b: %v", err)
 	}
 	// Remove by digest forgets every reference to the image.
-	pull(t, s, reg.ref("a@"+mustDigest(t, a2)), PullOptions{})
+	pull(t, s, reg.Ref("a@"+mustDigest(t, a2)), PullOptions{})
 	rep, err = s.Remove(ctx, mustDigest(t, a2))
 	if err != nil || len(rep.Refs) != 2 || rep.Blobs != 4 {
 		t.Fatalf("remove by digest: %+v %v", rep, err)
@@ -94,7 +94,7 @@ func TestListRemovePrune(t *testing.T) {
 	if list, _ := s.List(); len(list) != 0 {
 		t.Fatalf("list after removing everything: %+v", list)
 	}
-	if _, err := s.Remove(ctx, reg.ref("a:latest")); err == nil || !strings.Contains(err.Error(), "no such image") {
+	if _, err := s.Remove(ctx, reg.Ref("a:latest")); err == nil || !strings.Contains(err.Error(), "no such image") {
 		t.Fatalf("removing a missing image: %v", err)
 	}
 	if _, err := s.Remove(ctx, "::bad"); err == nil || !strings.Contains(err.Error(), "::bad") {
@@ -131,14 +131,14 @@ func TestOpenDefaultsAndCorruptRefs(t *testing.T) {
 }
 
 func TestCorruptCachedManifestIsReported(t *testing.T) {
-	reg := newRegistry(t, nil)
-	digest := push(t, reg.ref("c:1"), image(t, v1.Config{}, "amd64", layer(t, ot.Tar(t, ot.File("a", "a")), false)))
+	reg := ot.NewRegistry(t, nil)
+	digest := ot.Push(t, reg.Ref("c:1"), ot.NewImage(t, v1.Config{}, "amd64", ot.TarLayer(t, ot.Tar(t, ot.File("a", "a")), false)))
 	s := openStore(t, Options{})
-	pull(t, s, reg.ref("c:1"), PullOptions{})
+	pull(t, s, reg.Ref("c:1"), PullOptions{})
 	if err := os.WriteFile(s.blobPath(digest), []byte(`{"tampered":true}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.load(reg.ref("c:1"), digest)
+	_, err := s.load(reg.Ref("c:1"), digest)
 	if err == nil || !strings.Contains(err.Error(), "corrupt cache") {
 		t.Fatalf("tampered manifest: %v", err)
 	}
@@ -146,15 +146,15 @@ func TestCorruptCachedManifestIsReported(t *testing.T) {
 
 // Options.Limits reach the unpacker.
 func TestLimitsApplyToDisks(t *testing.T) {
-	reg := newRegistry(t, nil)
-	push(t, reg.ref("big:1"), image(t, v1.Config{}, "amd64", layer(t, busyboxLayer(t), false)))
+	reg := ot.NewRegistry(t, nil)
+	ot.Push(t, reg.Ref("big:1"), ot.NewImage(t, v1.Config{}, "amd64", ot.TarLayer(t, busyboxLayer(t), false)))
 	s := openStore(t, Options{Limits: unpack.Options{MaxBytes: 1 << 20}})
-	_, err := s.Disk(context.Background(), pull(t, s, reg.ref("big:1"), PullOptions{}))
+	_, err := s.Disk(context.Background(), pull(t, s, reg.Ref("big:1"), PullOptions{}))
 	if !errors.Is(err, unpack.ErrRefused) || !strings.Contains(err.Error(), `"bin/busybox"`) || !strings.Contains(err.Error(), "image size limit of 1048576 bytes") {
 		t.Fatalf("busybox over a 1 MiB limit: %v", err)
 	}
 	s = openStore(t, Options{Limits: unpack.Options{MaxEntries: 3}})
-	_, err = s.Disk(context.Background(), pull(t, s, reg.ref("big:1"), PullOptions{}))
+	_, err = s.Disk(context.Background(), pull(t, s, reg.Ref("big:1"), PullOptions{}))
 	if !errors.Is(err, unpack.ErrRefused) || !strings.Contains(err.Error(), "more than 3 entries") {
 		t.Fatalf("busybox over a 3-entry limit: %v", err)
 	}

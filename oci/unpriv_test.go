@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	ot "github.com/voidbox/voidbox/internal/ocitest"
 )
 
 // Environment of the child process TestDiskAsUnprivilegedUser starts.
@@ -32,8 +34,8 @@ func TestDiskAsUnprivilegedUser(t *testing.T) {
 		t.Skip("needs root to start a child process as nobody; as non-root every test of this package already is that")
 	}
 	const nobody = 65534
-	reg := newRegistry(t, nil)
-	push(t, reg.ref("unpriv:1"), image(t, v1.Config{User: "app"}, "amd64", layer(t, busyboxLayer(t), false)))
+	reg := ot.NewRegistry(t, nil)
+	ot.Push(t, reg.Ref("unpriv:1"), ot.NewImage(t, v1.Config{User: "app"}, "amd64", ot.TarLayer(t, busyboxLayer(t), false)))
 
 	// A directory nobody can use, with a copy of this test binary in it (go
 	// test keeps its binary in a directory only root may enter).
@@ -55,7 +57,7 @@ func TestDiskAsUnprivilegedUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-test.run", "^TestDiskAsUnprivilegedUser$", "-test.v")
-	cmd.Env = append(os.Environ(), childRefEnv+"="+reg.ref("unpriv:1"), childDirEnv+"="+store, "HOME="+store,
+	cmd.Env = append(os.Environ(), childRefEnv+"="+reg.Ref("unpriv:1"), childDirEnv+"="+store, "HOME="+store,
 		"DOCKER_CONFIG="+store, "PATH=/usr/bin:/bin")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	out, err := cmd.CombinedOutput()

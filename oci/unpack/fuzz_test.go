@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	. "github.com/voidbox/voidbox/oci/internal/ocitest"
+	. "github.com/voidbox/voidbox/internal/ocitest"
 )
 
 // FuzzUnpack applies two arbitrary byte strings as layers: whatever they

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"testing"
 
-	. "github.com/voidbox/voidbox/oci/internal/ocitest"
+	. "github.com/voidbox/voidbox/internal/ocitest"
 )
 
 func TestApplyBuildsTheTree(t *testing.T) {

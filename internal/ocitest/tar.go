@@ -1,5 +1,7 @@
-// Package ocitest builds tar layers for the tests of oci and oci/unpack,
-// including the malformed and malicious ones no ordinary tool writes.
+// Package ocitest is what the tests of oci, oci/unpack and the voidbox
+// command share to exercise images: tar layers, including the malformed and
+// malicious ones no ordinary tool writes, images built from them, and an
+// in-memory registry on 127.0.0.1 to push them to.
 package ocitest
 
 import (
