@@ -102,26 +102,10 @@ func hasVirtioDevice(id string) bool {
 
 // findSerialPort returns /dev/vportNpM for the port named proto.SerialPortName
 // (there is no udev, so no /dev/virtio-ports symlink).
-func findSerialPort() (string, bool) {
-	names, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
-	for _, n := range names {
-		b, err := os.ReadFile(n)
-		if err == nil && strings.TrimSpace(string(b)) == proto.SerialPortName {
-			return "/dev/" + filepath.Base(filepath.Dir(n)), true
-		}
-	}
-	return "", false
-}
+func findSerialPort() (string, bool) { return findPort(proto.SerialPortName) }
 
 func serveSerial(ctx context.Context, c *console, srv *agent.Server, dev string) error {
-	var f *os.File
-	var err error
-	for range 1000 { // devtmpfs creates the node shortly after the port appears (2 s)
-		if f, err = os.OpenFile(dev, os.O_RDWR, 0); err == nil {
-			break
-		}
-		time.Sleep(pollInterval)
-	}
+	f, err := openPort(dev)
 	if err != nil {
 		return fmt.Errorf("open agent port: %w", err)
 	}

@@ -27,6 +27,8 @@ var GuestModules = []string{
 	"vmw_vsock_virtio_transport",
 	"virtiofs",
 	"overlay",
+	// eth0 as a TAP device: the agent's network forwarder (Cloud Hypervisor).
+	"tun",
 	// QEMU's fw_cfg: the boot config (with the session secret) arrives as a
 	// fw_cfg item, not on the kernel command line; the agent loads it first.
 	"qemu_fw_cfg",
