@@ -62,12 +62,16 @@ type Progress struct {
 	Status Status
 }
 
+// ErrBadReference is wrapped by the errors of Pull and Remove for a
+// reference that does not parse: a usage mistake, not a registry problem.
+var ErrBadReference = errors.New("not valid; want [registry[:port]/]path[:tag][@sha256:HEX] with lower-case path components")
+
 // parseRef parses a reference (defaults: Docker Hub, tag latest), marking
 // the registry insecure when the store was told so.
 func parseRef(s string, insecure map[string]bool) (name.Reference, error) {
 	ref, err := name.ParseReference(s)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("image reference %q is %w (%v)", s, ErrBadReference, err)
 	}
 	if insecure[ref.Context().RegistryStr()] {
 		return name.ParseReference(s, name.Insecure)
@@ -80,7 +84,7 @@ func parseRef(s string, insecure map[string]bool) (name.Reference, error) {
 func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (*Image, error) {
 	r, err := parseRef(ref, s.insecure)
 	if err != nil {
-		return nil, fmt.Errorf("oci: image reference %q is not valid: %w", ref, err)
+		return nil, fmt.Errorf("oci: pull: %w", err)
 	}
 	unlock, err := s.lock(ctx, false)
 	if err != nil {
@@ -335,6 +339,10 @@ func explain(ref string, r name.Reference, err error) error {
 			return fmt.Errorf("oci: pull %s: %s not found in %s (%s)", ref, what, r.Context().Name(), detail)
 		}
 	}
+	if plainHTTP(err) {
+		return fmt.Errorf("oci: pull %s: registry %s answers in plain HTTP, not HTTPS; voidbox pulls over HTTP only from loopback registries and from those named with --insecure-registry %s (do that only if you trust every network hop to it: anyone on the way can change what is pulled)",
+			ref, reg, reg)
+	}
 	if unreachable(err) {
 		return fmt.Errorf("oci: pull %s: registry %s unreachable and the image is not cached: %w", ref, reg, err)
 	}
@@ -358,10 +366,25 @@ type httpPolicy struct {
 
 func (p httpPolicy) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme == "http" && !isLoopback(req.URL.Host) && !p.insecure[req.URL.Host] {
-		return nil, fmt.Errorf("plain HTTP to %s refused: only loopback registries and those named insecure (--insecure-registry %s) are reached without TLS",
-			req.URL.Host, req.URL.Host)
+		return nil, plainHTTPRefused{req.URL.Host}
 	}
 	return p.base.RoundTrip(req)
+}
+
+// plainHTTPRefused is httpPolicy's refusal.
+type plainHTTPRefused struct{ host string }
+
+func (e plainHTTPRefused) Error() string {
+	return fmt.Sprintf("plain HTTP to %s refused: only loopback registries and those named insecure (--insecure-registry %s) are reached without TLS",
+		e.host, e.host)
+}
+
+// plainHTTP says whether err means the registry speaks HTTP where TLS was
+// wanted: httpPolicy refused the HTTP fallback, or the HTTPS attempt got an
+// HTTP answer (net/http says so only in its message, there is no error type).
+func plainHTTP(err error) bool {
+	var refused plainHTTPRefused
+	return errors.As(err, &refused) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
 
 func isLoopback(hostport string) bool {

@@ -170,6 +170,33 @@ func TestPullErrorsNameTheReference(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("pull %q: got %v, want an error with %q", tc.ref, err, tc.want)
 		}
+		if bad := tc.ref == "Not A//Reference"; errors.Is(err, ErrBadReference) != bad {
+			t.Errorf("pull %q: errors.Is(%v, ErrBadReference) should be %v", tc.ref, err, bad)
+		}
+	}
+}
+
+// A registry that speaks plain HTTP under a name that is not loopback is
+// refused, saying which flag would allow it; with the flag the pull works.
+func TestPlainHTTPRegistryIsExplained(t *testing.T) {
+	reg := ot.NewRegistry(t, nil)
+	img := ot.NewImage(t, v1.Config{}, "amd64", ot.TarLayer(t, ot.Tar(t, ot.File("a", "a")), false))
+	for _, host := range []string{"registry.test:5000", "10.1.2.3:5000"} {
+		// Which schemes ggcr tries differs: HTTPS alone for a public name,
+		// HTTPS then HTTP for a private address.
+		ref := host + "/app:v1"
+		ot.Push(t, reg.Ref("app:v1"), img)
+		s := openStore(t, Options{Transport: reg.Redirect()})
+		_, err := s.Pull(context.Background(), ref, PullOptions{})
+		for _, want := range []string{"pull " + ref + ": registry " + host + " answers in plain HTTP", "--insecure-registry " + host} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s without --insecure-registry: got %v, want %q in it", host, err, want)
+			}
+		}
+		s = openStore(t, Options{Transport: reg.Redirect(), Insecure: []string{host}})
+		if got := pull(t, s, ref, PullOptions{}); got.Ref != ref {
+			t.Errorf("pulled %+v, want %s", got, ref)
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -261,13 +262,20 @@ func (s *Store) Remove(ctx context.Context, ref string) (*PruneReport, error) {
 		return nil, err
 	}
 	var drop []string
-	if _, err := parseDigest(ref); err == nil {
+	if strings.HasPrefix(ref, "sha256:") {
+		if _, err := parseDigest(ref); err != nil {
+			return nil, fmt.Errorf("oci: remove: image reference %q is %w (%v)", ref, ErrBadReference, err)
+		}
 		for k, r := range refs {
 			if r.Digest == ref || r.Index == ref {
 				drop = append(drop, k)
 			}
 		}
-	} else if r, err := parseRef(ref, s.insecure); err == nil {
+	} else {
+		r, err := parseRef(ref, s.insecure)
+		if err != nil {
+			return nil, fmt.Errorf("oci: remove: %w", err)
+		}
 		if _, ok := refs[r.Name()]; ok {
 			drop = append(drop, r.Name())
 		}

@@ -97,8 +97,10 @@ func TestListRemovePrune(t *testing.T) {
 	if _, err := s.Remove(ctx, reg.Ref("a:latest")); err == nil || !strings.Contains(err.Error(), "no such image") {
 		t.Fatalf("removing a missing image: %v", err)
 	}
-	if _, err := s.Remove(ctx, "::bad"); err == nil || !strings.Contains(err.Error(), "::bad") {
-		t.Fatalf("removing a bad reference: %v", err)
+	for _, bad := range []string{"::bad", "sha256:abc"} {
+		if _, err := s.Remove(ctx, bad); !errors.Is(err, ErrBadReference) || !strings.Contains(err.Error(), `"`+bad+`" is not valid`) {
+			t.Errorf("removing the bad reference %q: %v, want ErrBadReference naming it", bad, err)
+		}
 	}
 }
 

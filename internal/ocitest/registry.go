@@ -2,8 +2,10 @@ package ocitest
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -42,6 +44,16 @@ func NewRegistry(t testing.TB, wrap func(http.Handler) http.Handler) *Registry {
 
 // Ref is the reference of repoTag ("app:v1", "app@sha256:...") in this registry.
 func (r *Registry) Ref(repoTag string) string { return r.Host + "/" + repoTag }
+
+// Redirect is an HTTP transport that connects to this registry whatever
+// host a request names, so that a test can reach it under a name that is not
+// loopback (a public-looking host, a private address), where TLS is wanted.
+func (r *Registry) Redirect() http.RoundTripper {
+	var d net.Dialer
+	return &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, network, r.Host)
+	}}
+}
 
 // Push writes img under ref (tag or digest reference) with no credentials
 // and returns the image's digest.
