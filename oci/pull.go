@@ -62,16 +62,20 @@ type Progress struct {
 	Status Status
 }
 
-// ErrBadReference is wrapped by the errors of Pull and Remove for a
-// reference that does not parse: a usage mistake, not a registry problem.
-var ErrBadReference = errors.New("not valid; want [registry[:port]/]path[:tag][@sha256:HEX] with lower-case path components")
+// ErrBadReference is wrapped by the errors of Open, Pull and Remove for a
+// reference, digest or registry name that does not parse: a usage mistake,
+// not a registry problem.
+var ErrBadReference = errors.New("not valid")
+
+// refSyntax is what a reference looks like, for error messages.
+const refSyntax = "[registry[:port]/]path[:tag][@sha256:HEX] with lower-case path components"
 
 // parseRef parses a reference (defaults: Docker Hub, tag latest), marking
 // the registry insecure when the store was told so.
 func parseRef(s string, insecure map[string]bool) (name.Reference, error) {
 	ref, err := name.ParseReference(s)
 	if err != nil {
-		return nil, fmt.Errorf("image reference %q is %w (%v)", s, ErrBadReference, err)
+		return nil, fmt.Errorf("image reference %q is %w; want %s (%v)", s, ErrBadReference, refSyntax, err)
 	}
 	if insecure[ref.Context().RegistryStr()] {
 		return name.ParseReference(s, name.Insecure)

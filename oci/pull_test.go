@@ -161,7 +161,7 @@ func TestPullErrorsNameTheReference(t *testing.T) {
 	ot.Push(t, reg.Ref("app:v1"), ot.NewImage(t, v1.Config{}, "amd64", ot.TarLayer(t, ot.Tar(t, ot.File("a", "a")), false)))
 	s := openStore(t, Options{})
 	for _, tc := range []struct{ ref, want string }{
-		{"Not A//Reference", `image reference "Not A//Reference" is not valid`},
+		{"Not A//Reference", `image reference "Not A//Reference" is not valid; want [registry[:port]/]path`},
 		{reg.Ref("app:nope"), `pull ` + reg.Ref("app:nope") + `: tag "nope" not found in ` + reg.Ref("app")},
 		{reg.Ref("other:v1"), `pull ` + reg.Ref("other:v1") + `: tag "v1" not found`},
 		{reg.Ref("app@sha256:" + strings.Repeat("a", 64)), "digest sha256:aaaa"},
@@ -258,7 +258,7 @@ func TestPlainHTTPOnlyForLoopbackAndInsecure(t *testing.T) {
 			t.Errorf("%s: error %q does not say how to allow it", url, err)
 		}
 	}
-	if _, err := Open(Options{Dir: t.TempDir(), Insecure: []string{"bad host/x"}}); err == nil || !strings.Contains(err.Error(), `"bad host/x"`) {
+	if _, err := Open(Options{Dir: t.TempDir(), Insecure: []string{"bad host/x"}}); !errors.Is(err, ErrBadReference) || !strings.Contains(err.Error(), `"bad host/x" is not valid; want a registry host[:port]`) {
 		t.Fatalf("bad insecure registry: %v", err)
 	}
 	// A registry named insecure is parsed with the http scheme allowed.

@@ -84,7 +84,7 @@ func Open(opts Options) (*Store, error) {
 	for _, r := range opts.Insecure {
 		reg, err := name.NewRegistry(r, name.StrictValidation)
 		if err != nil {
-			return nil, fmt.Errorf("oci: insecure registry %q is not a registry host[:port]: %w", r, err)
+			return nil, fmt.Errorf("oci: insecure registry %q is %w; want a registry host[:port] as in a reference (%v)", r, ErrBadReference, err)
 		}
 		s.insecure[reg.RegistryStr()] = true
 	}
@@ -264,7 +264,7 @@ func (s *Store) Remove(ctx context.Context, ref string) (*PruneReport, error) {
 	var drop []string
 	if strings.HasPrefix(ref, "sha256:") {
 		if _, err := parseDigest(ref); err != nil {
-			return nil, fmt.Errorf("oci: remove: image reference %q is %w (%v)", ref, ErrBadReference, err)
+			return nil, fmt.Errorf("oci: remove: image digest %q is %w; want sha256: and 64 lower-case hex digits, as voidbox image ls shows it", ref, ErrBadReference)
 		}
 		for k, r := range refs {
 			if r.Digest == ref || r.Index == ref {

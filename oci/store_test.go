@@ -98,7 +98,7 @@ func TestListRemovePrune(t *testing.T) {
 		t.Fatalf("removing a missing image: %v", err)
 	}
 	for _, bad := range []string{"::bad", "sha256:abc"} {
-		if _, err := s.Remove(ctx, bad); !errors.Is(err, ErrBadReference) || !strings.Contains(err.Error(), `"`+bad+`" is not valid`) {
+		if _, err := s.Remove(ctx, bad); !errors.Is(err, ErrBadReference) || !strings.Contains(err.Error(), `"`+bad+`" is not valid; want`) {
 			t.Errorf("removing the bad reference %q: %v, want ErrBadReference naming it", bad, err)
 		}
 	}
