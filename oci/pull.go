@@ -370,25 +370,18 @@ type httpPolicy struct {
 
 func (p httpPolicy) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme == "http" && !isLoopback(req.URL.Host) && !p.insecure[req.URL.Host] {
-		return nil, plainHTTPRefused{req.URL.Host}
+		return nil, fmt.Errorf("plain HTTP to %s refused: only loopback registries and those named insecure (--insecure-registry %s) are reached without TLS",
+			req.URL.Host, req.URL.Host)
 	}
 	return p.base.RoundTrip(req)
 }
 
-// plainHTTPRefused is httpPolicy's refusal.
-type plainHTTPRefused struct{ host string }
-
-func (e plainHTTPRefused) Error() string {
-	return fmt.Sprintf("plain HTTP to %s refused: only loopback registries and those named insecure (--insecure-registry %s) are reached without TLS",
-		e.host, e.host)
-}
-
-// plainHTTP says whether err means the registry speaks HTTP where TLS was
-// wanted: httpPolicy refused the HTTP fallback, or the HTTPS attempt got an
-// HTTP answer (net/http says so only in its message, there is no error type).
+// plainHTTP says whether err means the registry answered an HTTPS request in
+// plain HTTP (net/http says so only in its message; there is no error type).
+// httpPolicy's refusal alone does not mean that: ggcr also tries HTTP after
+// HTTPS failed for any reason on a private address, which may not answer at all.
 func plainHTTP(err error) bool {
-	var refused plainHTTPRefused
-	return errors.As(err, &refused) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
+	return strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
 
 func isLoopback(hostport string) bool {

@@ -198,6 +198,15 @@ func TestPlainHTTPRegistryIsExplained(t *testing.T) {
 			t.Errorf("pulled %+v, want %s", got, ref)
 		}
 	}
+	// A private address where nothing listens is unreachable, not an HTTP
+	// registry, though the HTTP fallback was refused too.
+	gone := ot.NewRegistry(t, nil)
+	gone.Server.Close()
+	s := openStore(t, Options{Transport: gone.Redirect()})
+	_, err := s.Pull(context.Background(), "10.1.2.3:5000/app:v1", PullOptions{})
+	if err == nil || strings.Contains(err.Error(), "answers in plain HTTP") || !strings.Contains(err.Error(), "registry 10.1.2.3:5000 unreachable") {
+		t.Errorf("pull from a private address with nothing there: %v, want it called unreachable", err)
+	}
 }
 
 // basicAuth wraps a registry so that it wants user:secret.
