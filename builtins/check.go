@@ -2,8 +2,8 @@ package builtins
 
 import (
 	"fmt"
+	"github.com/voidbox/voidbox/guest-agent/proto"
 	"net/url"
-	"path"
 	"regexp"
 	"strings"
 	"time"
@@ -193,21 +193,11 @@ func checkImageRef(ref string) error {
 	return nil
 }
 
-// checkGuestPath requires an absolute, clean-enough guest path without "..".
+// checkGuestPath applies the guest agent's own rule for mount points, so that
+// check refuses exactly what the guest would.
 func checkGuestPath(param, p string) error {
-	if !strings.HasPrefix(p, "/") {
-		return fmt.Errorf("%s %q must be an absolute guest path (start with /)", param, p)
-	}
-	for _, seg := range strings.Split(p, "/") {
-		if seg == ".." {
-			return fmt.Errorf("%s %q must not contain \"..\"", param, p)
-		}
-	}
-	if path.Clean(p) == "/" {
-		return fmt.Errorf("%s %q must not be the guest root /", param, p)
-	}
-	if strings.ContainsRune(p, 0) {
-		return fmt.Errorf("%s %q must not contain a NUL byte", param, p)
+	if err := proto.CheckMountPath(p); err != nil {
+		return fmt.Errorf("%s: %w", param, err)
 	}
 	return nil
 }

@@ -50,6 +50,11 @@ type BootConfig struct {
 	Debug    bool     `json:"d,omitempty"` // verbose agent logging on the console
 	// Net configures eth0 before the first exec; nil means the box has no network.
 	Net *NetConfig `json:"n,omitempty"`
+	// Root is the serial of the read-only disk (ext4) whose file system stages see as
+	// "/", under a tmpfs overlay; "" keeps the initramfs (busybox) as their root.
+	Root string `json:"rt,omitempty"`
+	// Mounts are mounted where stages see them (inside Root when it is set), in order.
+	Mounts []Mount `json:"mt,omitempty"`
 }
 
 // NewSecret returns a fresh per-VM handshake secret: hex of 32 random bytes.
@@ -103,6 +108,9 @@ func (c BootConfig) Validate() error {
 		return fmt.Errorf("boot config uid %d / gid %d out of range", c.UID, c.GID)
 	}
 	if err := c.Limits.validate(); err != nil {
+		return err
+	}
+	if err := validateMounts(c.Root, c.Mounts); err != nil {
 		return err
 	}
 	return c.Net.validate()
