@@ -48,6 +48,7 @@ type diskConfig struct {
 	Path     string `json:"path"`
 	Readonly bool   `json:"readonly"`
 	ID       string `json:"id,omitempty"`
+	Serial   string `json:"serial,omitempty"` // how the guest finds the disk (/sys/block/vdX/serial)
 }
 
 type rngConfig struct {
@@ -88,7 +89,7 @@ const (
 // stream socket, which Cloud Hypervisor has no netdev for (it wants a TAP
 // device or vhost-user). Boxes reach the network through the guest agent's TAP
 // forwarder instead (runtime.AttachForwarder), over vsock port NetPort.
-var ErrNetworkUnsupported = errors.New("Cloud Hypervisor has no unix-stream netdev for a virtio-net NIC; attach the guest with the agent's TAP forwarder (runtime.AttachForwarder)")
+var ErrNetworkUnsupported = errors.New("no unix-stream netdev in Cloud Hypervisor for a virtio-net NIC; attach the guest with the agent's TAP forwarder (runtime.AttachForwarder)")
 
 // fsShare is one virtio-fs share and the vhost-user socket its virtiofsd serves.
 type fsShare struct {
@@ -224,7 +225,7 @@ func buildVMConfig(cfg runtime.VMConfig, p vmPaths, cid uint64, shares []fsShare
 	// Cloud Hypervisor adds block devices first, in list order, so the
 	// guest's /dev/vda is Disks[0].
 	for _, d := range cfg.Disks {
-		vc.Disks = append(vc.Disks, diskConfig{Path: d.Path, Readonly: d.ReadOnly, ID: d.ID})
+		vc.Disks = append(vc.Disks, diskConfig{Path: d.Path, Readonly: d.ReadOnly, ID: d.ID, Serial: d.ID})
 	}
 	for _, s := range shares {
 		vc.FS = append(vc.FS, fsConfig{Tag: s.Tag, Socket: s.Socket, NumQueues: 1, QueueSize: 1024})

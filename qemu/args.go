@@ -165,8 +165,8 @@ func buildArgs(cfg runtime.VMConfig, l launch) ([]string, error) {
 	return args, nil
 }
 
-// diskArgs attaches each disk as a virtio-blk device on virtio-mmio, in order,
-// so the guest's /dev/vda is Disks[0]. QEMU opens the file when it creates the
+// diskArgs attaches each disk as a virtio-blk device on virtio-mmio, in order
+// (the guest's /dev/vda is Disks[0]), with its ID as the device's serial. QEMU opens the file when it creates the
 // drive, during start-up, before -chroot/-runas take effect (see dropUser):
 // the image needs no path inside the chroot and no permission for the
 // dropped user (TestDisksInGuest boots that way as root). auto-read-only=off
@@ -188,7 +188,8 @@ func diskArgs(cfg runtime.VMConfig) ([]string, error) {
 			// maker may control (a raw image could pose as a qcow2 with a
 			// backing file on the host).
 			"-drive", "file="+optValue(d.Path)+",format=raw,if=none,readonly="+ro+",auto-read-only=off,id="+d.ID,
-			"-device", "virtio-blk-device,drive="+d.ID,
+			// The guest finds its disks by serial (/sys/block/vdX/serial).
+			"-device", "virtio-blk-device,drive="+d.ID+",serial="+d.ID,
 		)
 	}
 	return args, nil

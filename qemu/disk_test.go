@@ -16,8 +16,8 @@ func TestBuildArgsDisks(t *testing.T) {
 	cfg := runtime.VMConfig{Name: "x", Kernel: "/k", Initramfs: "/i", MemoryMB: 256, VCPUs: 1,
 		Disks: []runtime.Disk{{ID: "root", Path: "/c/a,b/root.ext4", ReadOnly: true}, {ID: "data", Path: "/d/data.raw"}}}
 	got := argString(t, cfg, launch{accel: "tcg", dir: "/s"})
-	root := "-drive file=/c/a,,b/root.ext4,format=raw,if=none,readonly=on,auto-read-only=off,id=root -device virtio-blk-device,drive=root"
-	data := "-drive file=/d/data.raw,format=raw,if=none,readonly=off,auto-read-only=off,id=data -device virtio-blk-device,drive=data"
+	root := "-drive file=/c/a,,b/root.ext4,format=raw,if=none,readonly=on,auto-read-only=off,id=root -device virtio-blk-device,drive=root,serial=root"
+	data := "-drive file=/d/data.raw,format=raw,if=none,readonly=off,auto-read-only=off,id=data -device virtio-blk-device,drive=data,serial=data"
 	i, j := strings.Index(got, root), strings.Index(got, data)
 	if i < 0 || j < 0 {
 		t.Fatalf("args lack the disks\n%s\n%s\nin:\n%s", root, data, got)
@@ -88,8 +88,8 @@ func TestDisksInGuest(t *testing.T) {
 	})
 	console := m.ConsoleTail(1 << 16)
 	for _, want := range []string{
-		`testinit: disk vda size=2048 ro=1 head="voidbox disk ro " write=`,
-		`testinit: disk vdb size=4096 ro=0 head="voidbox disk rw " write=ok`,
+		`testinit: disk vda serial=ro size=2048 ro=1 head="voidbox disk ro " write=`,
+		`testinit: disk vdb serial=rw size=4096 ro=0 head="voidbox disk rw " write=ok`,
 	} {
 		if !strings.Contains(console, want) {
 			t.Errorf("console lacks %q:\n%s", want, console)

@@ -189,6 +189,7 @@ func disks() {
 			continue
 		}
 		ro, _ := os.ReadFile("/sys/block/" + name + "/ro")
+		serial, _ := os.ReadFile("/sys/block/" + name + "/serial")
 		head := make([]byte, 16)
 		if f, err := os.Open("/dev/" + name); err == nil {
 			_, _ = f.ReadAt(head, 0)
@@ -205,8 +206,8 @@ func disks() {
 			}
 			f.Close()
 		}
-		fmt.Printf("testinit: disk %s size=%s ro=%s head=%q write=%s\n", name,
-			strings.TrimSpace(string(size)), strings.TrimSpace(string(ro)), head, wrote)
+		fmt.Printf("testinit: disk %s serial=%s size=%s ro=%s head=%q write=%s\n", name,
+			strings.TrimSpace(string(serial)), strings.TrimSpace(string(size)), strings.TrimSpace(string(ro)), head, wrote)
 	}
 	unix.Sync()
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
