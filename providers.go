@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/voidbox/voidbox/guestimage"
 	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/network"
+	"github.com/voidbox/voidbox/oci"
 	"github.com/voidbox/voidbox/qemu"
 	"github.com/voidbox/voidbox/runtime"
 	"github.com/voidbox/voidbox/sandbox/local"
@@ -31,6 +33,7 @@ type vmSettings struct {
 	kernel     string
 	initramfs  string
 	networkLog string
+	insecure   []string
 }
 
 func addVMFlags(fs *pflag.FlagSet) *vmSettings {
@@ -39,6 +42,7 @@ func addVMFlags(fs *pflag.FlagSet) *vmSettings {
 	fs.StringVar(&s.accel, "accel", "", "QEMU accelerator: auto|kvm|tcg (default $VOIDBOX_ACCEL, then auto: KVM only if a probe boot succeeds)")
 	fs.StringVar(&s.kernel, "kernel", "", "guest kernel (default $VOIDBOX_KERNEL, then the image built by 'voidbox guest build')")
 	fs.StringVar(&s.initramfs, "initramfs", "", "guest initramfs (default $VOIDBOX_INITRAMFS, then the built image)")
+	fs.StringArrayVar(&s.insecure, "insecure-registry", nil, "a registry (host[:port]) that box and skill images may be pulled from over plain HTTP (repeatable; loopback registries always may)")
 	fs.StringVar(&s.networkLog, "network-log", "", "append every egress decision of networked boxes to this file as JSON lines (- for stderr)")
 	return s
 }
@@ -122,7 +126,14 @@ func openVM(ctx context.Context, vs vmSettings, netLog *slog.Logger, verbose boo
 	if err != nil {
 		return nil, err
 	}
-	return vm.New(vm.Options{VMM: vmm, Kernel: img.Kernel, Initramfs: img.Initramfs, Network: network.Config{Log: netLog}})
+	store, err := oci.Open(oci.Options{Insecure: vs.insecure})
+	if err != nil {
+		if errors.Is(err, oci.ErrBadReference) {
+			return nil, usageErrorf("--insecure-registry: %w", err)
+		}
+		return nil, err
+	}
+	return vm.New(vm.Options{VMM: vmm, Kernel: img.Kernel, Initramfs: img.Initramfs, Network: network.Config{Log: netLog}, Images: store})
 }
 
 // openNetworkLog opens --network-log: nil (no log) for "", stderr for "-", else the

@@ -17,6 +17,7 @@ import (
 	"github.com/voidbox/voidbox/guest-agent/proto"
 	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/network"
+	"github.com/voidbox/voidbox/oci"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -38,10 +39,17 @@ type Options struct {
 	// NetForwarder attaches networked guests through the agent's TAP forwarder even
 	// when the VMM can attach a NIC (tests run the forwarder's guest half under QEMU).
 	NetForwarder bool
+	// Images pulls box and skill images and builds their disks; nil refuses image=.
+	Images *oci.Store
+	// ImagePull says when a tag is resolved against its registry (once per provider).
+	ImagePull oci.PullPolicy
 }
 
 // Provider opens microVM sandboxes.
-type Provider struct{ opts Options }
+type Provider struct {
+	opts   Options
+	images *images
+}
 
 // New returns a provider that boots every sandbox with opts.VMM.
 func New(opts Options) (*Provider, error) {
@@ -56,7 +64,7 @@ func New(opts Options) (*Provider, error) {
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = 5 * time.Second
 	}
-	return &Provider{opts: opts}, nil
+	return &Provider{opts: opts, images: &images{store: opts.Images, policy: opts.ImagePull, pulled: map[string]*pulled{}}}, nil
 }
 
 // Name implements runtime.Provider.
@@ -64,14 +72,9 @@ func (p *Provider) Name() string { return "vm/" + p.opts.VMM.Name() }
 
 // Open boots a VM for one stage attempt and returns once its agent answers.
 func (p *Provider) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime.Sandbox, error) {
-	if len(spec.Mounts) > 0 {
-		return nil, fmt.Errorf("box %s: mounts are %w yet (virtio-fs shares come with a later release); remove mounts=", spec.Name, runtime.ErrUnsupported)
-	}
-	if spec.Image != "" {
-		return nil, fmt.Errorf("box %s: image = %q: OCI root filesystems are %w yet; remove image= to use the guest image's busybox userland", spec.Name, spec.Image, runtime.ErrUnsupported)
-	}
-	if len(spec.Skills) > 0 {
-		return nil, fmt.Errorf("box %s: skills are %w yet (they are validated, but nothing binds them to the VM); remove skills=", spec.Name, runtime.ErrUnsupported)
+	fs, err := p.openFS(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("box %s: %w", spec.Name, err)
 	}
 	stateDir, err := vmstate.NewDir()
 	if err != nil {
@@ -82,7 +85,7 @@ func (p *Provider) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime.
 		os.RemoveAll(stateDir)
 		return nil, fmt.Errorf("box %s: %w", spec.Name, err)
 	}
-	sb, err := p.boot(ctx, spec, stateDir, bn)
+	sb, err := p.boot(ctx, spec, stateDir, bn, fs)
 	if err != nil {
 		bn.close()
 		os.RemoveAll(stateDir)
@@ -91,7 +94,7 @@ func (p *Provider) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime.
 	return sb, nil
 }
 
-func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir string, bn *boxNetwork) (*Sandbox, error) {
+func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir string, bn *boxNetwork, fs *boxFS) (*Sandbox, error) {
 	secret, err := proto.NewSecret()
 	if err != nil {
 		return nil, fmt.Errorf("box %s: secret: %w", spec.Name, err)
@@ -112,6 +115,10 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 		Rlimits:  rlimits,
 		UnixTime: time.Now().Unix(),
 		Debug:    p.opts.Debug,
+		UID:      fs.uid,
+		GID:      fs.gid,
+		Root:     fs.root,
+		Mounts:   fs.mounts,
 	}
 	vmcfg := runtime.VMConfig{
 		Name:      spec.Name,
@@ -120,6 +127,8 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 		MemoryMB:  memory,
 		VCPUs:     vcpus,
 		StateDir:  stateDir,
+		Disks:     fs.disks,
+		Shares:    fs.shares,
 	}
 	if bn != nil {
 		boot.Net = bn.guest()
@@ -134,7 +143,7 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 	if err != nil {
 		return nil, fmt.Errorf("box %s: boot %s: %w", spec.Name, p.opts.VMM.Name(), err)
 	}
-	sb := &Sandbox{name: spec.Name, machine: m, stateDir: stateDir, grace: p.opts.ShutdownGrace, memoryMB: limits.MemoryMB, net: bn}
+	sb := &Sandbox{name: spec.Name, machine: m, stateDir: stateDir, grace: p.opts.ShutdownGrace, memoryMB: limits.MemoryMB, net: bn, fs: fs}
 	client, err := p.connect(ctx, m, secret)
 	if err != nil {
 		sb.kill()
@@ -183,6 +192,7 @@ type Sandbox struct {
 	grace    time.Duration
 	memoryMB int         // the stage cgroup's memory limit
 	net      *boxNetwork // nil without network = True
+	fs       *boxFS
 	once     sync.Once
 	closeErr error
 }
@@ -192,11 +202,11 @@ func (s *Sandbox) Exec(ctx context.Context, req runtime.ExecRequest) (runtime.Ex
 	if len(req.Args) == 0 {
 		return runtime.ExecResult{}, errors.New("empty command") // execError needs Args[0]
 	}
-	res, err := s.client.Exec(ctx, proto.ExecRequest{
+	res, err := s.client.Exec(ctx, s.fs.execRequest(proto.ExecRequest{
 		Args: req.Args, Env: req.Env, Dir: req.Dir,
 		Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr,
 		Timeout: req.Timeout,
-	})
+	}))
 	if err != nil {
 		return runtime.ExecResult{}, execError(req.Args[0], s.explain(err))
 	}

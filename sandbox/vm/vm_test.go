@@ -206,7 +206,6 @@ func TestUnsupportedCapabilitiesRefusedBeforeBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, spec := range []runtime.SandboxSpec{
-		{Name: "m", Mounts: []runtime.Mount{{Host: "/tmp", Guest: "/data", Mode: runtime.MountRO}}},
 		{Name: "e", Network: true, Egress: []string{"bad entry"}},
 		{Name: "i", Image: "alpine:3"},
 		{Name: "s", Skills: []runtime.Skill{{Kind: runtime.SkillCLI, Name: "git"}}},
@@ -214,6 +213,37 @@ func TestUnsupportedCapabilitiesRefusedBeforeBoot(t *testing.T) {
 		_, err := p.Open(context.Background(), spec)
 		if !errors.Is(err, runtime.ErrUnsupported) && spec.Name != "e" || err == nil || !strings.Contains(err.Error(), "box "+spec.Name+":") {
 			t.Errorf("spec %+v: err %v", spec, err)
+		}
+	}
+}
+
+// Host paths of mounts are checked before anything boots.
+func TestMountHostPathsCheckedBeforeBoot(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	os.MkdirAll(home+"/.voidbox/oci", 0o700)
+	os.WriteFile(home+"/file", nil, 0o600)
+	os.Symlink("/", home+"/toroot")
+	p, err := New(Options{VMM: fakeVMM{}, Kernel: "/dev/null", Initramfs: "/dev/null"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		host string
+		mode runtime.MountMode
+		want string
+	}{
+		{home + "/missing", runtime.MountRO, "does not exist"},
+		{home + "/file", runtime.MountRO, "is not a directory"},
+		{"/", runtime.MountRO, "root directory cannot be shared"},
+		{home + "/toroot", runtime.MountRO, "root directory cannot be shared"},
+		{home + "/.voidbox/oci", runtime.MountRO, "voidbox's own state"},
+		{home, runtime.MountRW, "holds voidbox's own state"},
+	} {
+		spec := runtime.SandboxSpec{Name: "m", Mounts: []runtime.Mount{{Host: tc.host, Guest: "/data", Mode: tc.mode}}}
+		_, err := p.Open(context.Background(), spec)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "box m: mount "+tc.host) {
+			t.Errorf("mount %s (%s): err %v, want one naming the mount and %q", tc.host, tc.mode, err, tc.want)
 		}
 	}
 }
