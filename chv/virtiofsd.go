@@ -3,6 +3,7 @@ package chv
 import (
 	"context"
 	"fmt"
+	"github.com/voidbox/voidbox/internal/vmstate"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,7 +68,9 @@ func virtiofsdFlavor(bin string) (fsdFlavor, error) {
 	return f, nil
 }
 
-func virtiofsdArgs(f fsdFlavor, s fsShare) ([]string, error) {
+// virtiofsdCommand is the program and arguments that serve share s with the
+// daemon bin of flavour f.
+func virtiofsdCommand(bin string, f fsdFlavor, s fsShare) (string, []string, error) {
 	switch f {
 	case fsdRust:
 		args := []string{"--socket-path=" + s.Socket, "--shared-dir=" + s.HostPath, "--cache=auto"}
@@ -78,14 +81,19 @@ func virtiofsdArgs(f fsdFlavor, s fsShare) ([]string, error) {
 			// Its namespace sandbox needs privileges an ordinary user lacks.
 			args = append(args, "--sandbox=none")
 		}
-		return args, nil
+		return bin, args, nil
 	default:
-		if s.ReadOnly {
-			// The C daemon has no read-only export; letting the guest write
-			// to a share declared read-only is not an option.
-			return nil, fmt.Errorf("share %q is read-only, but this virtiofsd (QEMU's C daemon) cannot export read-only; install the Rust virtiofsd", s.Tag)
+		args := []string{"--socket-path=" + s.Socket, "-o", "source=" + s.HostPath, "-o", "cache=auto"}
+		if !s.ReadOnly {
+			return bin, args, nil
 		}
-		return []string{"--socket-path=" + s.Socket, "-o", "source=" + s.HostPath, "-o", "cache=auto"}, nil
+		// The C daemon has no read-only export: it runs where the directory is
+		// bound read-only instead.
+		prog, args, err := vmstate.ReadOnlyExport(bin, args, s.HostPath)
+		if err != nil {
+			return "", nil, fmt.Errorf("share %q is read-only and this virtiofsd (QEMU's C daemon) has no read-only export: %w", s.Tag, err)
+		}
+		return prog, args, nil
 	}
 }
 
@@ -109,12 +117,12 @@ func startVirtiofsd(ctx context.Context, bin string, s fsShare, logPath string) 
 	if err != nil {
 		return nil, err
 	}
-	args, err := virtiofsdArgs(f, s)
+	prog, args, err := virtiofsdCommand(bin, f, s)
 	if err != nil {
 		return nil, err
 	}
 	os.Remove(s.Socket)
-	p, err := startProc("virtiofsd", bin, args, logPath)
+	p, err := startProc("virtiofsd", prog, args, logPath)
 	if err != nil {
 		return nil, err
 	}

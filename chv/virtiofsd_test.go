@@ -17,17 +17,24 @@ import (
 
 func TestVirtiofsdArgs(t *testing.T) {
 	s := fsShare{Share: runtime.Share{Tag: "t", HostPath: "/data", ReadOnly: true}, Socket: "/s/fs0.sock"}
-	args, err := virtiofsdArgs(fsdRust, s)
-	if err != nil || !slices.Contains(args, "--readonly") || !slices.Contains(args, "--shared-dir=/data") || !slices.Contains(args, "--socket-path=/s/fs0.sock") {
-		t.Errorf("rust args %q, %v", args, err)
+	prog, args, err := virtiofsdCommand("/v", fsdRust, s)
+	if err != nil || prog != "/v" || !slices.Contains(args, "--readonly") || !slices.Contains(args, "--shared-dir=/data") || !slices.Contains(args, "--socket-path=/s/fs0.sock") {
+		t.Errorf("rust: %s %q, %v", prog, args, err)
 	}
-	if _, err := virtiofsdArgs(fsdC, s); err == nil || !strings.Contains(err.Error(), "cannot export read-only") {
-		t.Errorf("C daemon with a read-only share: %v", err)
+	// The C daemon has no read-only export: as root it runs where the directory is
+	// bound read-only; otherwise the share is refused.
+	prog, args, err = virtiofsdCommand("/v", fsdC, s)
+	if os.Geteuid() == 0 {
+		if err != nil || filepath.Base(prog) != "unshare" || !slices.Contains(args, "/data") || !slices.Contains(args, "source=/data") {
+			t.Errorf("C daemon with a read-only share: %s %q, %v", prog, args, err)
+		}
+	} else if err == nil || !strings.Contains(err.Error(), "no read-only export") {
+		t.Errorf("C daemon with a read-only share, not root: %v", err)
 	}
 	s.ReadOnly = false
-	args, err = virtiofsdArgs(fsdC, s)
-	if err != nil || strings.Join(args, " ") != "--socket-path=/s/fs0.sock -o source=/data -o cache=auto" {
-		t.Errorf("C args %q, %v", args, err)
+	prog, args, err = virtiofsdCommand("/v", fsdC, s)
+	if err != nil || prog != "/v" || strings.Join(args, " ") != "--socket-path=/s/fs0.sock -o source=/data -o cache=auto" {
+		t.Errorf("C args %s %q, %v", prog, args, err)
 	}
 }
 

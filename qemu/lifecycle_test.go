@@ -110,6 +110,33 @@ func TestBootRejectsBadConfig(t *testing.T) {
 	}
 }
 
+// TestReadOnlyShareHeldByHost shares a directory read-only while the guest mounts it
+// writable (as a guest whose kernel is not to be trusted would): the write fails in
+// the guest with EROFS and nothing reaches the host.
+func TestReadOnlyShareHeldByHost(t *testing.T) {
+	img := testImage(t)
+	if _, err := os.Stat(DefaultVirtiofsd); err != nil {
+		t.Skipf("needs %s (apt-get install qemu-system-common)", DefaultVirtiofsd)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("a read-only share with QEMU's C virtiofsd needs root (vmstate.ReadOnlyExport)")
+	}
+	host := t.TempDir()
+	os.WriteFile(filepath.Join(host, "in.txt"), []byte("from host"), 0o644)
+	m := bootToPoweroff(t, runtime.VMConfig{
+		Name: "roshare", Kernel: img.Kernel, Initramfs: img.Initramfs, Cmdline: "voidbox.test=share",
+		MemoryMB: 256, VCPUs: 1, Shares: []runtime.Share{{Tag: "share", HostPath: host, ReadOnly: true}},
+	})
+	console := m.ConsoleTail(1 << 16)
+	if !strings.Contains(console, "testinit: write share:") || !strings.Contains(console, "read-only file system") {
+		t.Errorf("the guest's write was not refused with EROFS; console:\n%s", console)
+	}
+	if _, err := os.Stat(filepath.Join(host, "out.txt")); err == nil {
+		t.Error("the guest wrote out.txt into a read-only share")
+	}
+	assertGone(t, m)
+}
+
 func TestShareViaVirtiofsd(t *testing.T) {
 	img := testImage(t)
 	if _, err := os.Stat(DefaultVirtiofsd); err != nil {

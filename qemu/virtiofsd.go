@@ -14,8 +14,9 @@ import (
 
 // startVirtiofsd serves one share on a vhost-user socket and returns once
 // the socket exists (QEMU connects to it at start-up and fails otherwise).
-// Debian's C virtiofsd has no read-only option: a ReadOnly share is mounted
-// read-only by the guest agent, which the host cannot enforce here.
+// Debian's C virtiofsd has no read-only option: a ReadOnly share's daemon runs
+// in a mount namespace where the directory is bound read-only
+// (vmstate.ReadOnlyExport), and the guest agent mounts it read-only as well.
 func startVirtiofsd(ctx context.Context, bin, sock string, s runtime.Share) (*exec.Cmd, <-chan error, error) {
 	st, err := os.Stat(s.HostPath)
 	if err != nil {
@@ -31,7 +32,13 @@ func startVirtiofsd(ctx context.Context, bin, sock string, s runtime.Share) (*ex
 		return nil, nil, fmt.Errorf("share %s: host path %q must not contain ',' (virtiofsd -o syntax)", s.Tag, s.HostPath)
 	}
 	stderr := &tailBuffer{max: 4 << 10}
-	cmd := exec.Command(bin, "--socket-path="+sock, "-o", "source="+s.HostPath, "-o", "cache=auto")
+	prog, args := bin, []string{"--socket-path=" + sock, "-o", "source=" + s.HostPath, "-o", "cache=auto"}
+	if s.ReadOnly {
+		if prog, args, err = vmstate.ReadOnlyExport(prog, args, s.HostPath); err != nil {
+			return nil, nil, fmt.Errorf("share %s: %w", s.Tag, err)
+		}
+	}
+	cmd := exec.Command(prog, args...)
 	cmd.Stdout, cmd.Stderr = stderr, stderr
 	wait, err := vmstate.StartPinned(cmd)
 	if err != nil {
