@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -122,12 +123,31 @@ func (p *Provider) openFS(ctx context.Context, spec runtime.SandboxSpec) (*boxFS
 		fs.shares = append(fs.shares, runtime.Share{Tag: tag, HostPath: host, ReadOnly: ro})
 		fs.mounts = append(fs.mounts, proto.Mount{Kind: proto.MountVirtiofs, Source: tag, Path: m.Guest, ReadOnly: ro})
 	}
+	if fs.uid == 0 && slices.ContainsFunc(spec.Mounts, func(m runtime.Mount) bool { return m.Mode == runtime.MountRW }) {
+		// virtiofsd creates files with the guest's ids: a stage that runs as the
+		// user who invoked voidbox leaves files that user owns on the host.
+		fs.uid, fs.gid = invokingUser()
+	}
 	for _, m := range fs.mounts {
 		if err := proto.CheckMountPath(m.Path); err != nil {
 			return nil, fmt.Errorf("mount at %s: %w", m.Path, err)
 		}
 	}
 	return fs, nil
+}
+
+// invokingUser is the user who ran voidbox, seen through sudo (SUDO_UID, SUDO_GID),
+// or 0, 0 (the default stage user) when that is root: stages never run as root.
+func invokingUser() (uid, gid int) {
+	uid, gid = os.Getuid(), os.Getgid()
+	if su, err := strconv.Atoi(os.Getenv("SUDO_UID")); err == nil && uid == 0 {
+		sg, _ := strconv.Atoi(os.Getenv("SUDO_GID"))
+		uid, gid = su, sg
+	}
+	if uid <= 0 || gid <= 0 {
+		return 0, 0
+	}
+	return uid, gid
 }
 
 // checkHostPath resolves a mount's host directory (symlinks included) and refuses

@@ -263,3 +263,40 @@ func TestHostnameFromStageName(t *testing.T) {
 		}
 	}
 }
+
+// A stage writing to an rw mount runs as the user who invoked voidbox (through
+// sudo), so its files on the host are that user's; as plain root, the default
+// stage user (never root).
+func TestRWMountStageUser(t *testing.T) {
+	p, err := New(Options{VMM: fakeVMM{}, Kernel: "/dev/null", Initramfs: "/dev/null"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		sudoUID, sudoGID string
+		mode             runtime.MountMode
+		wantUID, wantGID int
+	}{
+		{"1234", "1235", runtime.MountRW, 1234, 1235},
+		{"1234", "1235", runtime.MountRO, 0, 0},
+		{"0", "0", runtime.MountRW, 0, 0},
+	} {
+		t.Setenv("SUDO_UID", tc.sudoUID)
+		t.Setenv("SUDO_GID", tc.sudoGID)
+		fs, err := p.openFS(context.Background(), runtime.SandboxSpec{Name: "m", Mounts: []runtime.Mount{{Host: dir, Guest: "/out", Mode: tc.mode}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := [2]int{tc.wantUID, tc.wantGID}
+		if os.Getuid() != 0 && tc.wantUID == 0 && tc.mode == runtime.MountRW {
+			want = [2]int{os.Getuid(), os.Getgid()}
+		}
+		if os.Getuid() != 0 && tc.mode == runtime.MountRW && tc.sudoUID != "0" {
+			want = [2]int{os.Getuid(), os.Getgid()} // sudo is only looked at as root
+		}
+		if got := [2]int{fs.uid, fs.gid}; got != want {
+			t.Errorf("SUDO_UID=%s %s mount: stage ids %v, want %v", tc.sudoUID, tc.mode, got, want)
+		}
+	}
+}
