@@ -71,6 +71,9 @@ func (s *Store) Disk(ctx context.Context, img *Image) (*Disk, error) {
 	if _, err := parseDigest(img.Digest); err != nil {
 		return nil, fmt.Errorf("oci: disk of %s: %w", img.Ref, err)
 	}
+	if img.ArtifactType != "" {
+		return nil, fmt.Errorf("oci: disk of %s: %w: it is an OCI artifact of type %q, which has no root filesystem", img.Ref, ErrWrongType, img.ArtifactType)
+	}
 	if d, err := s.readDisk(img.Digest); err == nil {
 		return d, nil
 	}

@@ -24,6 +24,15 @@
 // and Image.Warning says so. A registry that answers
 // with an error (unknown tag, refused credentials) is never papered over.
 //
+// # Artifacts
+//
+// The same store pulls and pushes OCI artifacts (artifact.go), such as the
+// guest image: manifests whose artifactType (or config media type) is not a
+// container image's. Pull takes one only when PullOptions.ArtifactType names
+// its type, and refuses it (ErrWrongType) otherwise, before downloading its
+// layers; its blobs are cached, listed, removed and pruned like an image's,
+// but never unpacked.
+//
 // # Cache layout
 //
 //	DIR/blobs/sha256/HEX     manifests, indexes, configs and compressed layers

@@ -34,12 +34,16 @@ type Image struct {
 	// Warning is set when the image was not resolved against the registry
 	// as asked (the registry was unreachable and the tag's last digest was used).
 	Warning string
+	// ArtifactType is "" for a container image, else the type of the
+	// artifact (see artifact.go), whose Config is then empty and whose
+	// layers are opaque blobs.
+	ArtifactType string
 }
 
 // LayerInfo describes one layer blob.
 type LayerInfo struct {
 	Digest    string // of the compressed blob
-	DiffID    string // of the uncompressed tar
+	DiffID    string // of the uncompressed tar; "" for an artifact's blob
 	MediaType string
 	Size      int64
 }
@@ -91,11 +95,14 @@ var layerTypes = []types.MediaType{types.DockerLayer, types.DockerUncompressedLa
 	types.OCILayerZStd, types.OCIUncompressedLayer}
 
 // imageFrom checks a manifest and its config (both raw JSON, already
-// verified against their digests) and describes the image.
+// verified against their digests) and describes the image or artifact.
 func imageFrom(ref, digest string, rawManifest, rawConfig []byte) (*Image, error) {
 	m, err := v1.ParseManifest(bytes.NewReader(rawManifest))
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", digest, err)
+	}
+	if t := artifactTypeOf(m); t != "" {
+		return artifactFrom(ref, digest, t, m)
 	}
 	cf, err := v1.ParseConfigFile(bytes.NewReader(rawConfig))
 	if err != nil {
@@ -115,14 +122,35 @@ func imageFrom(ref, digest string, rawManifest, rawConfig []byte) (*Image, error
 		if !slices.Contains(layerTypes, l.MediaType) {
 			return nil, fmt.Errorf("image %s: layer %s has media type %q; supported: %v", digest, l.Digest, l.MediaType, layerTypes)
 		}
-		if l.Size < 0 {
-			return nil, fmt.Errorf("image %s: layer %s has a negative size", digest, l.Digest)
+		if err := img.addLayer(l, cf.RootFS.DiffIDs[i].String()); err != nil {
+			return nil, err
 		}
-		img.Layers = append(img.Layers, LayerInfo{Digest: l.Digest.String(), DiffID: cf.RootFS.DiffIDs[i].String(),
-			MediaType: string(l.MediaType), Size: l.Size})
-		img.Size += l.Size
 	}
 	return img, nil
+}
+
+// artifactFrom describes an artifact: its config and layers are whatever its
+// type says, so only their descriptors are checked.
+func artifactFrom(ref, digest, artifactType string, m *v1.Manifest) (*Image, error) {
+	if m.Config.Size < 0 {
+		return nil, fmt.Errorf("artifact %s: its config has a negative size", digest)
+	}
+	img := &Image{Ref: ref, Digest: digest, ArtifactType: artifactType, ConfigDigest: m.Config.Digest.String(), Size: m.Config.Size}
+	for _, l := range m.Layers {
+		if err := img.addLayer(l, ""); err != nil {
+			return nil, err
+		}
+	}
+	return img, nil
+}
+
+func (img *Image) addLayer(l v1.Descriptor, diffID string) error {
+	if l.Size < 0 {
+		return fmt.Errorf("image %s: layer %s has a negative size", img.Digest, l.Digest)
+	}
+	img.Layers = append(img.Layers, LayerInfo{Digest: l.Digest.String(), DiffID: diffID, MediaType: string(l.MediaType), Size: l.Size})
+	img.Size += l.Size
+	return nil
 }
 
 // errIncomplete means a blob of the image is not cached.

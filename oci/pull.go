@@ -38,6 +38,10 @@ const parallelLayers = 3
 // PullOptions shape one Pull.
 type PullOptions struct {
 	Policy PullPolicy
+	// ArtifactType is the type of artifact wanted; "" wants a container
+	// image. Anything else is refused with ErrWrongType before its layers
+	// are downloaded.
+	ArtifactType string
 	// Progress, if set, receives layer progress; calls are serialized.
 	Progress func(Progress)
 }
@@ -104,6 +108,9 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (*Image,
 	_, isTag := r.(name.Tag)
 	if d, ok := r.(name.Digest); ok {
 		if img, err := s.loadDigest(key, d.DigestStr()); err == nil {
+			if err := checkType(img.ArtifactType, opts.ArtifactType); err != nil {
+				return nil, explain("pull", ref, r, err)
+			}
 			if !known { // cached through another reference: list this one too
 				err := s.updateRefs(ctx, func(m map[string]record) {
 					m[key] = record{Digest: img.Digest, Index: img.Index, Resolved: s.now().UTC()}
@@ -118,17 +125,20 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (*Image,
 	}
 	if isTag && known && opts.Policy == PullMissing {
 		if img, err := s.load(key, rec.Digest); err == nil {
+			if err := checkType(img.ArtifactType, opts.ArtifactType); err != nil {
+				return nil, explain("pull", ref, r, err)
+			}
 			img.Index = rec.Index
 			s.reportCached(img, opts.Progress)
 			return img, nil
 		}
 	}
-	img, err := s.fetch(ctx, r, opts.Progress)
+	img, err := s.fetch(ctx, r, opts)
 	if err == nil {
 		return img, nil
 	}
 	if isTag && known && ctx.Err() == nil && unreachable(err) {
-		if img, lerr := s.load(key, rec.Digest); lerr == nil {
+		if img, lerr := s.load(key, rec.Digest); lerr == nil && checkType(img.ArtifactType, opts.ArtifactType) == nil {
 			img.Index = rec.Index
 			img.Warning = fmt.Sprintf("registry %s unreachable (%v); using %s, which %s resolved to on %s",
 				r.Context().RegistryStr(), err, rec.Digest, key, rec.Resolved.Format("2006-01-02 15:04:05 MST"))
@@ -136,7 +146,7 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (*Image,
 			return img, nil
 		}
 	}
-	return nil, explain(ref, r, err)
+	return nil, explain("pull", ref, r, err)
 }
 
 func (s *Store) reportCached(img *Image, progress func(Progress)) {
@@ -159,7 +169,7 @@ func (s *Store) remoteOptions(ctx context.Context) []remote.Option {
 }
 
 // fetch resolves r against its registry and downloads what is missing.
-func (s *Store) fetch(ctx context.Context, r name.Reference, progress func(Progress)) (*Image, error) {
+func (s *Store) fetch(ctx context.Context, r name.Reference, opts PullOptions) (*Image, error) {
 	ro := s.remoteOptions(ctx)
 	// Resolving the manifest is bounded on its own, so that a registry that
 	// does not answer (a black-holed address) falls back to the cache in
@@ -201,6 +211,9 @@ func (s *Store) fetch(ctx context.Context, r name.Reference, progress func(Progr
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", digest, err)
 	}
+	if err := checkType(artifactTypeOf(m), opts.ArtifactType); err != nil {
+		return nil, err
+	}
 	cfgDigest := m.Config.Digest.String()
 	if _, err := os.Stat(s.blobPath(cfgDigest)); err != nil {
 		if err := s.download(r, ro, cfgDigest, m.Config.Size, nil); err != nil {
@@ -216,7 +229,7 @@ func (s *Store) fetch(ctx context.Context, r name.Reference, progress func(Progr
 		return nil, err
 	}
 	img.Index = index
-	if err := s.downloadLayers(ctx, r, ro, img, progress); err != nil {
+	if err := s.downloadLayers(ctx, r, ro, img, opts.Progress); err != nil {
 		return nil, err
 	}
 	if err := s.putBlob(digest, int64(len(rawManifest)), bytes.NewReader(rawManifest), nil); err != nil {
@@ -315,9 +328,9 @@ func unreachable(err error) bool {
 	return errors.As(err, &ne)
 }
 
-// explain turns a registry error into a message that names the reference
-// and says what to do.
-func explain(ref string, r name.Reference, err error) error {
+// explain turns a registry error into a message that names the operation
+// (pull, push) and the reference, and says what to do.
+func explain(op, ref string, r name.Reference, err error) error {
 	reg := r.Context().RegistryStr()
 	var te *transport.Error
 	if errors.As(err, &te) {
@@ -331,8 +344,8 @@ func explain(ref string, r name.Reference, err error) error {
 		}
 		switch te.StatusCode {
 		case http.StatusUnauthorized, http.StatusForbidden:
-			return fmt.Errorf("oci: pull %s: registry %s refused access (%s); log in with `docker login %s` or configure a credential helper in %s",
-				ref, reg, detail, reg, dockerConfig())
+			return fmt.Errorf("oci: %s %s: registry %s refused access (%s); log in with `docker login %s` or configure a credential helper in %s",
+				op, ref, reg, detail, reg, dockerConfig())
 		case http.StatusNotFound:
 			what := "image"
 			if t, ok := r.(name.Tag); ok {
@@ -340,17 +353,24 @@ func explain(ref string, r name.Reference, err error) error {
 			} else if d, ok := r.(name.Digest); ok {
 				what = "digest " + d.DigestStr()
 			}
-			return fmt.Errorf("oci: pull %s: %s not found in %s (%s)", ref, what, r.Context().Name(), detail)
+			return fmt.Errorf("oci: %s %s: %s not found in %s (%s)", op, ref, what, r.Context().Name(), detail)
 		}
 	}
 	if plainHTTP(err) {
-		return fmt.Errorf("oci: pull %s: registry %s answers in plain HTTP, not HTTPS; voidbox pulls over HTTP only from loopback registries and from those named with --insecure-registry %s (do that only if you trust every network hop to it: anyone on the way can change what is pulled)",
-			ref, reg, reg)
+		how := "pulls over HTTP only from loopback registries and from"
+		if op == "push" {
+			how = "pushes over HTTP only to loopback registries and to"
+		}
+		return fmt.Errorf("oci: %s %s: registry %s answers in plain HTTP, not HTTPS; voidbox %s those named with --insecure-registry %s (do that only if you trust every network hop to it: anyone on the way can change what is %sed)",
+			op, ref, reg, how, reg, op)
 	}
-	if unreachable(err) {
+	if unreachable(err) && op == "pull" {
 		return fmt.Errorf("oci: pull %s: registry %s unreachable and the image is not cached: %w", ref, reg, err)
 	}
-	return fmt.Errorf("oci: pull %s: %w", ref, err)
+	if unreachable(err) {
+		return fmt.Errorf("oci: %s %s: registry %s unreachable: %w", op, ref, reg, err)
+	}
+	return fmt.Errorf("oci: %s %s: %w", op, ref, err)
 }
 
 // dockerConfig is where authn.DefaultKeychain reads credentials.
