@@ -18,8 +18,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// defaultPath is where programs are looked up when the request sets no PATH.
+// defaultPath is where programs are looked up when the request sets no PATH and the
+// stages run in the initramfs (busybox's applets are in /bin and /sbin).
 const defaultPath = "/bin:/sbin:/usr/bin:/usr/sbin"
+
+// imagePath is the PATH when the request sets none and the stages run in an image's
+// root (Options.StageRoot): the usual one of OCI runtimes, since images install their
+// programs in /usr/local/bin as often as in /usr/bin.
+const imagePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// stdPath is the PATH of an exec whose request sets none.
+func (s *Server) stdPath() string {
+	if s.opts.StageRoot != "" {
+		return imagePath
+	}
+	return defaultPath
+}
 
 // lingerAfterExit is how long output pipes are still read after the process exited
 // while something else (a background child) holds them open.
@@ -66,21 +80,23 @@ func (s *Server) checkAllowed(name, resolved string) error {
 	if slices.Contains(s.opts.Allow, name) || slices.Contains(s.opts.Allow, resolved) {
 		return nil
 	}
-	if slices.Contains(filepath.SplitList(defaultPath), filepath.Dir(resolved)) &&
+	if slices.Contains(filepath.SplitList(s.stdPath()), filepath.Dir(resolved)) &&
 		slices.Contains(s.opts.Allow, filepath.Base(resolved)) {
 		return nil
 	}
 	return remote(proto.CodeNotAllowed, "command %q is not allowed by this box's allow list %v", name, s.opts.Allow)
 }
 
-// lookPath resolves name like execvp: names with a slash relative to dir, others
-// through the PATH directories.
-func lookPath(name, dir, path string) (string, error) {
+// lookPath resolves name like execvp would in a process whose root is root: names
+// with a slash relative to dir, others through the PATH directories. Symlinks resolve
+// inside root (an image's absolute ones too), so what it finds is what the stage's
+// exec will run.
+func lookPath(root, name, dir, path string) (string, error) {
 	if strings.Contains(name, "/") {
 		if !filepath.IsAbs(name) {
 			name = filepath.Join(dir, name)
 		}
-		if err := executable(name); err != nil {
+		if err := executable(root, name); err != nil {
 			return "", remote(proto.CodeNotFound, "program %q: %v", name, err)
 		}
 		return name, nil
@@ -89,26 +105,46 @@ func lookPath(name, dir, path string) (string, error) {
 		if d == "" || !filepath.IsAbs(d) {
 			continue
 		}
-		if p := filepath.Join(d, name); executable(p) == nil {
+		if p := filepath.Join(d, name); executable(root, p) == nil {
 			return p, nil
 		}
 	}
 	return "", remote(proto.CodeNotFound, "program %q not found in PATH %s", name, path)
 }
 
-func executable(p string) error {
-	fi, err := os.Stat(p)
-	if err != nil {
+// executable checks that p, seen from root, is a file with an execute bit.
+func executable(root, p string) error {
+	var st unix.Stat_t
+	if err := statIn(root, p, &st); err != nil {
 		return err
 	}
-	if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR || st.Mode&0o111 == 0 {
 		return errors.New("not an executable file")
 	}
 	return nil
 }
 
+// statIn stats p (absolute) as a process whose root directory is root sees it.
+func statIn(root, p string, st *unix.Stat_t) error {
+	rfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open root %s: %w", root, err)
+	}
+	defer unix.Close(rfd)
+	rel := strings.TrimLeft(p, "/")
+	if rel == "" {
+		rel = "."
+	}
+	fd, err := unix.Openat2(rfd, rel, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", p, err)
+	}
+	defer unix.Close(fd)
+	return unix.Fstat(fd, st)
+}
+
 func (s *Server) execEnv(req proto.Request) []string {
-	env := map[string]string{"PATH": defaultPath, "HOME": s.opts.Roots[0]}
+	env := map[string]string{"PATH": s.stdPath(), "HOME": s.opts.Roots[0]}
 	for k, v := range req.Env {
 		env[k] = v
 	}
@@ -131,11 +167,15 @@ func (s *Server) exec(st *yamux.Stream, req proto.Request) {
 		return
 	}
 	env := s.execEnv(req)
-	path := defaultPath
+	path := s.stdPath()
 	if p, ok := req.Env["PATH"]; ok {
 		path = p
 	}
-	prog, err := lookPath(req.Args[0], dir, path)
+	root := s.opts.StageRoot
+	if root == "" {
+		root = "/"
+	}
+	prog, err := lookPath(root, req.Args[0], dir, path)
 	if err == nil {
 		err = s.checkAllowed(req.Args[0], prog)
 	}
@@ -310,6 +350,10 @@ type shimConfig struct {
 	UID     int           `json:"uid"`
 	GID     int           `json:"gid"`
 	Rlimits proto.Rlimits `json:"rlimits"`
+	// Root, when set, becomes the process's "/" (Options.StageRoot), and Dir its
+	// working directory inside it.
+	Root string `json:"root,omitempty"`
+	Dir  string `json:"dir,omitempty"`
 }
 
 // spawn starts the process in its own process group (and in cg when not nil, from its
@@ -365,7 +409,16 @@ func (s *Server) spawn(prog string, args []string, dir string, env []string, cg 
 			return fail(err)
 		}
 		attr.Files = append(attr.Files, childEnds[len(childEnds)-1])
-		cfg, _ := json.Marshal(shimConfig{Path: prog, Args: args, UID: s.opts.UID, GID: s.opts.GID, Rlimits: s.opts.Rlimits})
+		sc := shimConfig{Path: prog, Args: args, UID: s.opts.UID, GID: s.opts.GID, Rlimits: s.opts.Rlimits}
+		if s.opts.StageRoot != "" {
+			// The shim starts in a mount namespace of its own (Go makes its mounts
+			// private), where it can replace "/" without touching the agent's; dir
+			// only exists inside the new root, so the shim enters it itself.
+			attr.Sys.Unshareflags = unix.CLONE_NEWNS
+			attr.Dir = ""
+			sc.Root, sc.Dir = s.opts.StageRoot, dir
+		}
+		cfg, _ := json.Marshal(sc)
 		path, argv = s.opts.ShimPath, []string{shimArg0, string(cfg)}
 	}
 

@@ -28,6 +28,13 @@ type Options struct {
 	GID     int           // stage group
 	Rlimits proto.Rlimits // limits applied to every stage process
 
+	// StageRoot, when set, is the directory every confined exec sees as "/" (package
+	// rootfs mounts it): the shim runs in a private mount namespace, moves it over "/"
+	// and chroots into it before dropping privileges. Programs and the exec's Dir are
+	// looked up inside it. The agent itself keeps its own root. Needs the shim: not
+	// with Unconfined.
+	StageRoot string
+
 	// ShimPath is the binary re-executed as the confinement shim (argv[0]
 	// "voidbox-shim"); default /proc/self/exe. Its main must call RunShimIfRequested.
 	ShimPath string
@@ -75,6 +82,9 @@ func NewServer(opts Options) (*Server, error) {
 		if !filepath.IsAbs(r) || filepath.Clean(r) != r || r == "/" {
 			return nil, fmt.Errorf("agent: root %q must be a clean absolute path other than /", r)
 		}
+	}
+	if opts.StageRoot != "" && (opts.Unconfined || !filepath.IsAbs(opts.StageRoot) || filepath.Clean(opts.StageRoot) != opts.StageRoot) {
+		return nil, fmt.Errorf("agent: stage root %q must be a clean absolute path, and needs the confinement shim (not Unconfined)", opts.StageRoot)
 	}
 	if !opts.Unconfined && (opts.UID <= 0 || opts.GID <= 0) {
 		return nil, fmt.Errorf("agent: stage uid/gid %d/%d: stages never run as root; set UID and GID (default %d)", opts.UID, opts.GID, proto.DefaultUID)

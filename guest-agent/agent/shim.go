@@ -24,8 +24,8 @@ func RunShimIfRequested() {
 }
 
 // runShim applies the stage policy to itself and execs the stage program: rlimits
-// (as root, so hard limits can be set), supplementary groups, gid, uid,
-// no_new_privs, seccomp. Any failure is written to fd 3 for the agent to report.
+// (as root, so hard limits can be set), the stage root when there is one,
+// supplementary groups, gid, uid, no_new_privs, seccomp. Any failure is written to fd 3 for the agent to report.
 func runShim(arg string) {
 	runtime.LockOSThread()
 	status := os.NewFile(3, "status")
@@ -43,6 +43,14 @@ func runShim(arg string) {
 	}
 	if err := applyRlimits(cfg.Rlimits); err != nil {
 		fail("%v", err)
+	}
+	if cfg.Root != "" {
+		if err := enterRoot(cfg.Root); err != nil {
+			fail("%v", err)
+		}
+		if err := syscall.Chdir(cfg.Dir); err != nil {
+			fail("chdir %s: %v", cfg.Dir, err)
+		}
 	}
 	if err := syscall.Setgroups([]int{cfg.GID}); err != nil {
 		fail("setgroups [%d]: %v", cfg.GID, err)
@@ -77,6 +85,27 @@ func applyRlimits(l proto.Rlimits) error {
 		if err := unix.Setrlimit(r.res, &unix.Rlimit{Cur: r.v, Max: r.v}); err != nil {
 			return fmt.Errorf("setrlimit %s=%d: %w", r.name, r.v, err)
 		}
+	}
+	return nil
+}
+
+// enterRoot makes root (a mount point) this process's "/", in the private mount
+// namespace the agent started it in. pivot_root cannot do it: the agent's root is the
+// initramfs, the kernel's rootfs, which pivot_root refuses to move (EINVAL). So, as
+// switch_root does, root is moved over "/" and entered with chroot: the initramfs and
+// the agent's mounts stay in this namespace, covered and out of reach of every path
+// (".." at the root stays there). Unmounting or moving the cover would take
+// CAP_SYS_ADMIN, which the stage never has, and a user namespace (which seccomp
+// refuses anyway) would get the mounts locked together.
+func enterRoot(root string) error {
+	if err := unix.Chdir(root); err != nil {
+		return fmt.Errorf("stage root: chdir %s: %w", root, err)
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("stage root: move %s over /: %w", root, err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("stage root: chroot %s: %w", root, err)
 	}
 	return nil
 }
