@@ -1,7 +1,7 @@
 // Command voidbox-agent is PID 1 inside a voidbox microVM (/init in the initramfs):
 // it prepares the guest (mounts, kernel modules, clock, hostname, stage user, stage
 // limits, lo and the box's eth0: package netsetup, and package tapfwd for the forwarder
-// attachment), reads the boot configuration (QEMU's fw_cfg item, else the kernel command
+// attachment; the stages' root file system and mounts: package rootfs), reads the boot configuration (QEMU's fw_cfg item, else the kernel command
 // line), and serves the authenticated control session (package agent) on
 // virtio-serial or vsock until the host asks it to power off or goes away. Re-executed as "voidbox-shim" it confines
 // one stage process instead.
@@ -23,6 +23,7 @@ import (
 	"github.com/voidbox/voidbox/guest-agent/agent"
 	"github.com/voidbox/voidbox/guest-agent/netsetup"
 	"github.com/voidbox/voidbox/guest-agent/proto"
+	"github.com/voidbox/voidbox/guest-agent/rootfs"
 	"github.com/voidbox/voidbox/guest-agent/tapfwd"
 	"golang.org/x/sys/unix"
 )
@@ -76,13 +77,19 @@ func run(c *console) error {
 	if err != nil {
 		return err
 	}
-	if err := setupNetwork(c, cfg, mods, configured); err != nil {
+	nc, err := setupNetwork(c, cfg, mods, configured)
+	if err != nil {
+		return err
+	}
+	stageRoot, err := setupFS(c, cfg, nc, mods, configured)
+	if err != nil {
 		return err
 	}
 	shutdown := make(chan struct{}, 1)
 	srv, err := agent.NewServer(agent.Options{
 		Secret: cfg.Secret, Roots: []string{"/workspace", "/tmp"},
 		Allow: cfg.Allow, UID: cfg.UID, GID: cfg.GID, Rlimits: cfg.Rlimits,
+		StageRoot:   stageRoot,
 		Reaper:      agent.NewReaper(),
 		StageCgroup: stageCgroup,
 		OnShutdown:  func() { shutdown <- struct{}{} },
@@ -182,19 +189,20 @@ func limitStages(c *console, cfg proto.BootConfig) (*agent.StageCgroup, error) {
 
 // setupNetwork brings lo up and, when the boot config has a network, eth0 (the VM's
 // virtio-net NIC, or a TAP device whose frames the agent forwards to the host), with its
-// address, route, MTU, /etc/resolv.conf and /etc/hosts, before the first exec. Any step
-// that fails fails the boot: a stage never runs with a half-configured network.
-func setupNetwork(c *console, cfg proto.BootConfig, mods *moduleLoader, configured []string) error {
+// address, route, MTU, /etc/resolv.conf and /etc/hosts, before the first exec. It
+// returns the network's configuration, nil without one. Any step that fails fails the
+// boot: a stage never runs with a half-configured network.
+func setupNetwork(c *console, cfg proto.BootConfig, mods *moduleLoader, configured []string) (*netsetup.Config, error) {
 	if err := netsetup.LoopbackUp(); err != nil {
-		return fmt.Errorf("network: %w", err)
+		return nil, fmt.Errorf("network: %w", err)
 	}
 	if cfg.Net == nil {
 		c.logf("network: lo only (the box has no network)")
-		return nil
+		return nil, nil
 	}
 	nc, err := netsetup.FromBoot(*cfg.Net, cfg.Hostname)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	attach := attachNIC
 	if cfg.Net.Forward {
@@ -202,13 +210,41 @@ func setupNetwork(c *console, cfg proto.BootConfig, mods *moduleLoader, configur
 	}
 	via, err := attach(c, nc, mods, configured)
 	if err != nil {
-		return fmt.Errorf("network: %w", err)
+		return nil, fmt.Errorf("network: %w", err)
 	}
 	if err := netsetup.WriteEtc("/etc", nc); err != nil {
-		return err
+		return nil, err
 	}
 	c.logf("network: %s (%s) %s", netsetup.Interface, via, nc)
-	return nil
+	return &nc, nil
+}
+
+// setupFS mounts the stages' file systems (package rootfs): their root disk under an
+// overlay, and their mounts. With a stage root and a network, the root gets the
+// network's /etc/resolv.conf and /etc/hosts too. It returns the stage root ("" when
+// the stages keep the initramfs). A mount that fails fails the boot.
+func setupFS(c *console, cfg proto.BootConfig, nc *netsetup.Config, mods *moduleLoader, configured []string) (string, error) {
+	m, err := rootfs.Setup(rootfs.FromBoot(cfg), rootfs.Env{
+		Ensure:   func(names ...string) error { return ensureShipped(mods, configured, names...) },
+		Wait:     transportWait,
+		Interval: pollInterval,
+	})
+	if err != nil {
+		return "", err
+	}
+	if m.Root != "" && nc != nil {
+		etc, dir, err := m.Dir("/etc")
+		if err != nil {
+			return "", err
+		}
+		err = netsetup.WriteEtc(etc, *nc)
+		dir.Close()
+		if err != nil {
+			return "", fmt.Errorf("stage root: %w", err)
+		}
+	}
+	c.logf("%s", m)
+	return m.Root, nil
 }
 
 // attachNIC configures the VM's virtio-net NIC, found by its MAC, as eth0.
