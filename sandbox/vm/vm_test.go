@@ -253,8 +253,10 @@ type fakeVMM struct{}
 
 func (fakeVMM) Name() string { return "fake" }
 func (fakeVMM) Boot(context.Context, runtime.VMConfig) (runtime.Machine, error) {
-	return nil, errors.New("fakeVMM: nothing should boot")
+	return nil, errNothingBoots
 }
+
+var errNothingBoots = errors.New("fakeVMM: nothing should boot")
 
 func TestHostnameFromStageName(t *testing.T) {
 	for in, want := range map[string]string{"sort_lines": "sort-lines", "a.b-c9": "a.b-c9", strings.Repeat("x", 70): strings.Repeat("x", 63)} {
