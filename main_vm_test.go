@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voidbox/voidbox/internal/ocitest"
 	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/internal/vmtest"
 )
@@ -30,7 +31,15 @@ func TestVMExamples(t *testing.T) {
 	img := vmtest.Image(t)
 	for _, f := range mustGlob(t, "examples/*.star") {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			r := voidbox(t, vmArgs(t, f)...)
+			args := []string{f}
+			if filepath.Base(f) == "python.star" {
+				// Its image comes from a real registry on 127.0.0.1.
+				reg := ocitest.StartDistribution(t)
+				ref := reg.Ref("voidbox/debian-python:bookworm")
+				ocitest.Push(t, ref, ocitest.DebianPython(t))
+				args = append(args, "--set", "image="+ref)
+			}
+			r := voidbox(t, vmArgs(t, args...)...)
 			if r.code != exitOK {
 				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 			}
@@ -38,6 +47,10 @@ func TestVMExamples(t *testing.T) {
 			case "hello.star":
 				if !strings.Contains(r.stdout, img.Release) {
 					t.Errorf("hello output %q lacks the guest kernel release %q", r.stdout, img.Release)
+				}
+			case "python.star":
+				if !strings.Contains(r.stdout, "python 3.11") || !strings.Contains(r.stdout, "on linux\n5050") {
+					t.Errorf("python output %q, want Debian bookworm's python 3.11 and 5050", r.stdout)
 				}
 			case "pipeline.star":
 				if strings.TrimSpace(r.stdout) != "3" {
