@@ -127,7 +127,7 @@ func (s *Store) Push(ctx context.Context, ref string, img v1.Image) (string, err
 		return "", fmt.Errorf("oci: push: %w", err)
 	}
 	if _, ok := r.(name.Digest); ok {
-		return "", fmt.Errorf("oci: push: %q names a digest; push to a tag (the digest is what the registry computes)", ref)
+		return "", fmt.Errorf("oci: push: %q is %w as a destination: it names a digest; push to a tag (the registry computes the digest)", ref, ErrBadReference)
 	}
 	d, err := img.Digest()
 	if err != nil {

@@ -147,8 +147,14 @@ func TestPushErrors(t *testing.T) {
 	if _, err := s.Push(ctx, "Bad Ref", a); !errors.Is(err, ErrBadReference) {
 		t.Errorf("push to a bad reference: %v, want ErrBadReference", err)
 	}
-	if _, err := s.Push(ctx, reg.Ref("things/a@"+mustDigest(t, a)), a); err == nil || !strings.Contains(err.Error(), "push to a tag") {
+	if _, err := s.Push(ctx, reg.Ref("things/a@"+mustDigest(t, a)), a); !errors.Is(err, ErrBadReference) || !strings.Contains(err.Error(), "push to a tag") {
 		t.Errorf("push to a digest reference: %v", err)
+	}
+	if err := CheckReference("Bad Ref"); !errors.Is(err, ErrBadReference) || !strings.Contains(err.Error(), `image reference "Bad Ref" is not valid; want [registry[:port]/]path`) {
+		t.Errorf("CheckReference of a bad reference: %v", err)
+	}
+	if err := CheckReference(reg.Ref("things/a:v1")); err != nil {
+		t.Errorf("CheckReference of a good reference: %v", err)
 	}
 	if _, err := NewArtifact("", nil); err == nil {
 		t.Error("an artifact without a type was built")

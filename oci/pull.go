@@ -87,6 +87,13 @@ func parseRef(s string, insecure map[string]bool) (name.Reference, error) {
 	return ref, nil
 }
 
+// CheckReference says whether ref is an image reference Pull and Push
+// take; its error wraps ErrBadReference and says what one looks like.
+func CheckReference(ref string) error {
+	_, err := parseRef(ref, nil)
+	return err
+}
+
 // Pull makes the image ref (linux/amd64) available in the cache and
 // describes it.
 func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (*Image, error) {
