@@ -40,13 +40,13 @@ func runBench(args []string, env *cliEnv) int {
 	defer stop()
 	if err := benchBoot(ctx, env.stdout, env.stderr, *vs, *runs, *execs, *compare); err != nil {
 		fmt.Fprintf(env.stderr, "voidbox bench boot: %v\n", err)
-		return exitFailed
+		return exitCodeFor(err) // a --guest-image that does not parse is bad usage
 	}
 	return exitOK
 }
 
 func benchBoot(ctx context.Context, out, warn io.Writer, vs vmSettings, runs, execs int, compare string) error {
-	img, err := guestimage.Resolve(vs.kernel, vs.initramfs)
+	img, _, err := resolveGuest(ctx, vs.guestSource, warn)
 	if err != nil {
 		return err
 	}

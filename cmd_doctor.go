@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/voidbox/voidbox/chv"
-	"github.com/voidbox/voidbox/guestimage"
 	"github.com/voidbox/voidbox/qemu"
 )
 
@@ -28,13 +27,16 @@ func runDoctor(args []string, env *cliEnv) int {
 		fmt.Fprintf(out, "%-18s %-8s %s\n", name, status, detail)
 	}
 
-	img, imgErr := guestimage.Resolve(vs.kernel, vs.initramfs)
+	img, art, imgErr := resolveGuest(ctx, vs.guestSource, env.stderr)
 	if imgErr != nil {
 		row("guest image", "MISSING", imgErr.Error())
 	} else {
 		detail := img.Kernel + " + " + img.Initramfs
 		if img.Release != "" {
 			detail += fmt.Sprintf(" (kernel %s, initramfs sha256 %.12s)", img.Release, img.SHA256)
+		}
+		if art != nil {
+			detail += ", from " + pinned(art)
 		}
 		row("guest image", "ok", detail)
 	}

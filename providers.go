@@ -28,12 +28,10 @@ const envMockScript = "VOIDBOX_MOCK_SCRIPT"
 
 // vmSettings are the flags that choose and configure the microVM sandbox.
 type vmSettings struct {
-	vmm        string
-	accel      string
-	kernel     string
-	initramfs  string
-	networkLog string
-	insecure   []string
+	guestSource // --kernel, --initramfs, --guest-image, --insecure-registry
+	vmm         string
+	accel       string
+	networkLog  string
 }
 
 func addVMFlags(fs *pflag.FlagSet) *vmSettings {
@@ -42,7 +40,7 @@ func addVMFlags(fs *pflag.FlagSet) *vmSettings {
 	fs.StringVar(&s.accel, "accel", "", "QEMU accelerator: auto|kvm|tcg (default $VOIDBOX_ACCEL, then auto: KVM only if a probe boot succeeds)")
 	fs.StringVar(&s.kernel, "kernel", "", "guest kernel (default $VOIDBOX_KERNEL, then the image built by 'voidbox guest build')")
 	fs.StringVar(&s.initramfs, "initramfs", "", "guest initramfs (default $VOIDBOX_INITRAMFS, then the built image)")
-	fs.StringArrayVar(&s.insecure, "insecure-registry", nil, "a registry (host[:port]) that box and skill images may be pulled from over plain HTTP (repeatable; loopback registries always may)")
+	addGuestImageFlags(fs, &s.guestSource)
 	fs.StringVar(&s.networkLog, "network-log", "", "append every egress decision of networked boxes to this file as JSON lines (- for stderr)")
 	return s
 }
@@ -58,9 +56,11 @@ func (vs vmSettings) validate() error {
 	accel, from := vs.accelChoice()
 	switch accel {
 	case "auto", "kvm", "tcg":
-		return nil
+	default:
+		return usageErrorf("%s must be auto, kvm or tcg, got %q", from, accel)
 	}
-	return usageErrorf("%s must be auto, kvm or tcg, got %q", from, accel)
+	_, _, err := vs.guestRef()
+	return err
 }
 
 // accelChoice is the QEMU accelerator asked for and where: --accel, else
@@ -118,7 +118,7 @@ func openVM(ctx context.Context, vs vmSettings, netLog *slog.Logger, verbose boo
 	if _, err := vmstate.Sweep(); err != nil {
 		fmt.Fprintf(warn, "voidbox: warning: cleaning up after earlier runs: %v\n", err)
 	}
-	img, err := guestimage.Resolve(vs.kernel, vs.initramfs)
+	img, _, err := resolveGuest(ctx, vs.guestSource, warn)
 	if err != nil {
 		return nil, fmt.Errorf("no microVM sandbox: %w\n(or run stages as host processes, without isolation: --sandbox local)", err)
 	}
