@@ -152,3 +152,28 @@ func TestResolveWithOrder(t *testing.T) {
 		t.Fatalf("a missing --kernel with a reference: %v", err)
 	}
 }
+
+// FuzzParseMetadata: image.json from a registry is untrusted. What parses
+// has well-formed digests (they become part of file checks) and survives a
+// round trip through Metadata.
+func FuzzParseMetadata(f *testing.F) {
+	good, _ := Image{Release: "6.1.192", SHA256: sha256Hex([]byte("i")), KernelSHA256: sha256Hex([]byte("k"))}.Metadata()
+	f.Add(good)
+	f.Add([]byte(`{"kernel_sha256": 1}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		img, err := ParseMetadata(raw)
+		if err != nil {
+			return
+		}
+		if !isSHA256Hex(img.SHA256) || !isSHA256Hex(img.KernelSHA256) {
+			t.Fatalf("accepted digests %q, %q", img.SHA256, img.KernelSHA256)
+		}
+		again, err := img.Metadata()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back, err := ParseMetadata(again); err != nil || back != img {
+			t.Fatalf("round trip: %+v, %v; want %+v", back, err, img)
+		}
+	})
+}
