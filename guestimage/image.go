@@ -4,7 +4,7 @@
 // the guest needs) plus an initramfs holding the guest agent as /init and
 // busybox. It owns the kernel build and its cache, the deterministic cpio
 // writer, the image cache under ~/.voidbox/guest and the kernel/initramfs
-// resolution order (settings, environment, cache).
+// resolution order (settings, environment, a guest image reference (ResolveWith), cache).
 package guestimage
 
 import (
