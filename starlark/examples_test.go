@@ -39,7 +39,7 @@ func TestExamples(t *testing.T) {
 		"fan_out.star":  {"pipe(words, fan_out(sorted, first, lines))"},
 		"failure.star":  {"fan_out(flaky, steady)", "fallback"},
 		"text.star":     {"pipe(source, sort_lines, upper, fan_out(lines_count, sha256))"},
-		"python.star":   {"python"},
+		"python.star":   {"pipe(python)"},
 	}
 	files, err := filepath.Glob("../examples/*.star")
 	if err != nil || len(files) != len(cases) {
