@@ -314,16 +314,6 @@ func startVM(t *testing.T, vmm *qemu.VMM, img guestimage.Image, boot *proto.Boot
 		t.Fatalf("boot: %v", err)
 	}
 	marker := m.StateDir()
-	t.Cleanup(func() {
-		select {
-		case <-m.Done():
-		default:
-			_ = m.Kill()
-		}
-		if t.Failed() {
-			t.Logf("vm err: %v\nconsole:\n%s", m.Err(), m.ConsoleTail(16<<10))
-		}
-		vmtest.WaitNoVMs(t, marker, 10*time.Second)
-	})
+	cleanUpVM(t, m, marker)
 	return m
 }

@@ -94,17 +94,7 @@ func bootAgentSecret(t *testing.T, vmm *qemu.VMM, img guestimage.Image) (m *qemu
 		_ = m.Kill()
 		t.Fatalf("no QEMU process names the state dir %s: the final no-VM-left check would prove nothing", marker)
 	}
-	t.Cleanup(func() {
-		select {
-		case <-m.Done():
-		default:
-			_ = m.Kill()
-		}
-		if t.Failed() {
-			t.Logf("vm err: %v\nconsole:\n%s", m.Err(), m.ConsoleTail(16<<10))
-		}
-		vmtest.WaitNoVMs(t, marker, 10*time.Second)
-	})
+	cleanUpVM(t, m, marker)
 	begin := time.Now()
 	conn, err := m.DialAgent(ctx)
 	if err != nil {
@@ -164,4 +154,20 @@ func waitPoweroff(t *testing.T, m *qemu.Machine, when string) {
 	if err := m.Err(); err != nil {
 		t.Fatalf("VM ended %s with an error, want a clean poweroff: %v", when, err)
 	}
+}
+
+// cleanUpVM registers the end of a test's VM: killed if still running, its console
+// logged when the test failed, and no VMM process left that names marker.
+func cleanUpVM(t *testing.T, m *qemu.Machine, marker string) {
+	t.Cleanup(func() {
+		select {
+		case <-m.Done():
+		default:
+			_ = m.Kill()
+		}
+		if t.Failed() {
+			t.Logf("vm err: %v\nconsole:\n%s", m.Err(), m.ConsoleTail(16<<10))
+		}
+		vmtest.WaitNoVMs(t, marker, 10*time.Second)
+	})
 }
