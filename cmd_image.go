@@ -9,10 +9,11 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/chzyer/readline"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/voidbox/voidbox/internal/termsafe"
 	"github.com/voidbox/voidbox/oci"
@@ -95,15 +96,31 @@ func runImagePull(args []string, env *cliEnv) int {
 	}
 	ctx, _, stop := runContext(0, cancelSignals...)
 	defer stop()
-	view := newPullView(env.stderr, isTerminal(env.stderr))
-	img, err := s.Pull(ctx, ref, oci.PullOptions{Progress: view.update})
-	view.finish()
+	// Progress only on a terminal: off one (a log, a pipe, CI) a pull prints
+	// its reference on stdout and nothing else unless something is wrong.
+	terminal := isTerminal(env.stderr)
+	var opts oci.PullOptions
+	view := newPullView(env.stderr, terminal)
+	if terminal {
+		opts.Progress = view.update
+	}
+	img, err := s.Pull(ctx, ref, opts)
+	view.finish() // on every path, before anything else is printed below the bars
 	if err != nil {
 		return imageFail(env, "pull", err)
 	}
 	if img.Warning != "" {
 		fmt.Fprintf(env.stderr, "voidbox image pull: warning: %s\n", termsafe.Clean(img.Warning))
 	}
+	if terminal {
+		fmt.Fprintln(env.stderr, pullSummary(img))
+	}
+	fmt.Fprintln(env.stdout, pinned(img))
+	return exitOK
+}
+
+// pullSummary is the line under the bars: "REF: downloaded, 2 layers, 3.1 MiB".
+func pullSummary(img *oci.Image) string {
 	how := "downloaded"
 	if img.FromCache {
 		how = "already cached"
@@ -112,9 +129,7 @@ func runImagePull(args []string, env *cliEnv) int {
 	if len(img.Layers) == 1 {
 		layers = "layer"
 	}
-	fmt.Fprintf(env.stderr, "%s: %s, %d %s, %s\n", img.Ref, how, len(img.Layers), layers, humanSize(img.Size))
-	fmt.Fprintln(env.stdout, pinned(img))
-	return exitOK
+	return fmt.Sprintf("%s: %s, %d %s, %s", img.Ref, how, len(img.Layers), layers, humanSize(img.Size))
 }
 
 // pinned is the image's repository at its digest: a reference that names
@@ -239,23 +254,21 @@ func isTerminal(w io.Writer) bool {
 	return ok && readline.IsTerminal(int(f.Fd()))
 }
 
-// pullView shows a pull's layer progress on stderr: on a terminal, a bar per
-// layer redrawn in place (at most every redrawEvery, and on every status
-// change); elsewhere (a log, a pipe), a line per layer once it is cached or
-// downloaded.
+// pullView shows a pull's layer progress on w. On a terminal it is a bar per
+// layer, drawn by mpb (redrawn in place, throttled, kept in layer order, sized
+// to the terminal). Off a terminal it is a line per layer once the layer is
+// cached or downloaded: guest image pulls log that way; `image pull` stays
+// quiet there and passes no view.
 type pullView struct {
 	w        io.Writer
 	terminal bool
-	layers   []oci.Progress
-	drawn    int // lines of the last drawing, to move back over
-	last     time.Time
-	now      func() time.Time
+	progress *mpb.Progress // on a terminal, from the first report until finish
+	bars     []*mpb.Bar    // by layer index; nil until the layer's first report
+	logged   []bool        // off a terminal, by layer index: its line was printed
 }
 
-const redrawEvery = 100 * time.Millisecond
-
 func newPullView(w io.Writer, terminal bool) *pullView {
-	return &pullView{w: w, terminal: terminal, now: time.Now}
+	return &pullView{w: w, terminal: terminal}
 }
 
 // update takes one report (oci serializes them).
@@ -263,65 +276,79 @@ func (v *pullView) update(p oci.Progress) {
 	if p.Index < 0 || p.Index >= p.Count {
 		return
 	}
-	if len(v.layers) != p.Count {
-		v.layers = make([]oci.Progress, p.Count)
-	}
-	prev := v.layers[p.Index]
-	v.layers[p.Index] = p
 	if !v.terminal {
-		if p.Status != oci.StatusDownloading && (prev.Layer == "" || prev.Status == oci.StatusDownloading) {
-			fmt.Fprintln(v.w, layerLine(p))
+		if len(v.logged) != p.Count {
+			v.logged = make([]bool, p.Count)
+		}
+		if p.Status != oci.StatusDownloading && !v.logged[p.Index] {
+			v.logged[p.Index] = true
+			fmt.Fprintf(v.w, "%s %s %s\n", layerLabel(p), humanSize(p.Total), statusWord(p.Status))
 		}
 		return
 	}
-	if prev.Layer != "" && prev.Status == p.Status && v.now().Sub(v.last) < redrawEvery {
+	if v.progress == nil {
+		v.progress = mpb.New(mpb.WithOutput(v.w))
+		v.bars = make([]*mpb.Bar, p.Count)
+	}
+	if len(v.bars) != p.Count { // one pull, one layer count
 		return
 	}
-	v.draw()
+	b := v.bars[p.Index]
+	if b == nil {
+		b = v.addBar(p)
+		v.bars[p.Index] = b
+	}
+	if p.Status == oci.StatusDownloading {
+		b.SetCurrent(p.Done)
+		return
+	}
+	b.SetTotal(p.Total, true) // cached or downloaded and verified: complete
 }
 
-// finish draws the final state of the bars.
+// addBar adds layer p's bar, in layer order. It is created with no total so
+// that reaching the layer's size does not complete it: only the report that
+// the layer is verified (or cached) does.
+func (v *pullView) addBar(p oci.Progress) *mpb.Bar {
+	b := v.progress.New(0, mpb.BarStyle(), mpb.BarPriority(p.Index),
+		mpb.PrependDecorators(decor.Name(layerLabel(p), decor.WCSyncWidthR)),
+		mpb.AppendDecorators(
+			// humanSize, like the summary and image ls: "1.5 KiB / 3.0 MiB".
+			decor.Any(func(s decor.Statistics) string { return humanSize(s.Current) + " / " + humanSize(s.Total) }, decor.WCSyncWidthR),
+			decor.OnAbort(decor.OnComplete(decor.Name("", decor.WCSyncWidthR), " "+statusWord(p.Status)), " stopped"),
+		))
+	b.SetTotal(p.Total, false)
+	return b
+}
+
+// finish ends the view: bars of layers that did not complete (an error, a
+// cancelled pull) are marked stopped, and the last frame is drawn before it
+// returns, so nothing draws over what the command prints next and no mpb
+// goroutine outlives the pull.
 func (v *pullView) finish() {
-	if v.terminal && len(v.layers) > 0 {
-		v.draw()
+	if v.progress == nil {
+		return
 	}
-}
-
-func (v *pullView) draw() {
-	var b strings.Builder
-	if v.drawn > 0 {
-		fmt.Fprintf(&b, "\x1b[%dA", v.drawn) // back to the first bar
-	}
-	for _, p := range v.layers {
-		b.WriteString("\r\x1b[K")
-		if p.Layer != "" {
-			b.WriteString(layerLine(p))
+	for _, b := range v.bars {
+		if b != nil {
+			b.Abort(false) // no-op for a completed bar; keeps the stopped one on screen
 		}
-		b.WriteByte('\n')
 	}
-	v.drawn = len(v.layers)
-	v.last = v.now()
-	io.WriteString(v.w, b.String())
+	v.progress.Wait()
+	v.progress, v.bars = nil, nil
 }
 
-const barWidth = 24
+// layerLabel is "layer 2/3 sha256:0123456789ab".
+func layerLabel(p oci.Progress) string {
+	return fmt.Sprintf("layer %d/%d %s", p.Index+1, p.Count, shortDigest(p.Layer))
+}
 
-// layerLine is one layer's state: "layer 2/3 sha256:0123456789ab" then a bar
-// and the bytes while downloading, or what became of it.
-func layerLine(p oci.Progress) string {
-	head := fmt.Sprintf("layer %d/%d %s", p.Index+1, p.Count, shortDigest(p.Layer))
-	switch p.Status {
-	case oci.StatusCached:
-		return fmt.Sprintf("%s %s cached", head, humanSize(p.Total))
-	case oci.StatusDone:
-		return fmt.Sprintf("%s %s downloaded", head, humanSize(p.Total))
+// statusWord is what became of a layer that is no longer downloading; a layer
+// first reported downloading ends downloaded.
+func statusWord(s oci.Status) string {
+	if s == oci.StatusCached {
+		return "cached"
 	}
-	filled := 0
-	if p.Total > 0 {
-		filled = int(min(p.Done, p.Total) * barWidth / p.Total)
-	}
-	return fmt.Sprintf("%s [%s%s] %s / %s", head, strings.Repeat("=", filled), strings.Repeat(" ", barWidth-filled),
-		humanSize(p.Done), humanSize(p.Total))
+	return "downloaded"
 }
 
 // shortDigest is "sha256:" and the first 12 hex digits.
