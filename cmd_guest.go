@@ -225,12 +225,17 @@ func pullGuest(ctx context.Context, ref string, insecure []string, warn io.Write
 	if err != nil {
 		return guestimage.Image{}, nil, err
 	}
-	view := newPullView(warn, isTerminal(warn))
-	img, art, err := ociartifact.Pull(ctx, store, ref, dir, func(p oci.Progress) {
-		if p.Status != oci.StatusCached {
-			view.update(p)
+	// Progress bars on a terminal; nothing elsewhere (logs, pipes, --json runs).
+	var progress func(oci.Progress)
+	view := newPullView(warn)
+	if isTerminal(warn) {
+		progress = func(p oci.Progress) {
+			if p.Status != oci.StatusCached {
+				view.update(p)
+			}
 		}
-	})
+	}
+	img, art, err := ociartifact.Pull(ctx, store, ref, dir, progress)
 	view.finish()
 	if err != nil {
 		return guestimage.Image{}, nil, err

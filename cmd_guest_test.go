@@ -61,8 +61,8 @@ func TestGuestPushThenInfoPulls(t *testing.T) {
 	if r.code != exitOK || r.stdout != want {
 		t.Fatalf("info: exit %d\nstdout:\n%s\nwant:\n%s\nstderr: %s", r.code, r.stdout, want, r.stderr)
 	}
-	if !regexp.MustCompile(`(?m)^layer 2/2 sha256:[0-9a-f]{12} \d+ B downloaded$`).MatchString(r.stderr) {
-		t.Errorf("the first pull does not show its downloads:\n%s", r.stderr)
+	if strings.Contains(r.stderr, "layer ") {
+		t.Errorf("a pull off a terminal printed progress:\n%s", r.stderr)
 	}
 	if b, err := os.ReadFile(filepath.Join(home, ".voidbox", "guest-images", hex, "kernel")); err != nil || string(b) != "a kernel" {
 		t.Errorf("pulled kernel %q, %v", b, err)

@@ -100,7 +100,7 @@ func runImagePull(args []string, env *cliEnv) int {
 	// its reference on stdout and nothing else unless something is wrong.
 	terminal := isTerminal(env.stderr)
 	var opts oci.PullOptions
-	view := newPullView(env.stderr, terminal)
+	view := newPullView(env.stderr)
 	if terminal {
 		opts.Progress = view.update
 	}
@@ -254,36 +254,22 @@ func isTerminal(w io.Writer) bool {
 	return ok && readline.IsTerminal(int(f.Fd()))
 }
 
-// pullView shows a pull's layer progress on w. On a terminal it is a bar per
-// layer, drawn by mpb (redrawn in place, throttled, kept in layer order, sized
-// to the terminal). Off a terminal it is a line per layer once the layer is
-// cached or downloaded: guest image pulls log that way; `image pull` stays
-// quiet there and passes no view.
+// pullView shows a pull's layer progress on w, a terminal: a bar per layer,
+// drawn by mpb (redrawn in place, throttled, kept in layer order, sized to the
+// terminal). Off a terminal pulls are quiet and pass no view.
 type pullView struct {
 	w        io.Writer
-	terminal bool
-	progress *mpb.Progress // on a terminal, from the first report until finish
+	progress *mpb.Progress // from the first report until finish
 	bars     []*mpb.Bar    // by layer index; nil until the layer's first report
-	logged   []bool        // off a terminal, by layer index: its line was printed
 }
 
-func newPullView(w io.Writer, terminal bool) *pullView {
-	return &pullView{w: w, terminal: terminal}
+func newPullView(w io.Writer) *pullView {
+	return &pullView{w: w}
 }
 
 // update takes one report (oci serializes them).
 func (v *pullView) update(p oci.Progress) {
 	if p.Index < 0 || p.Index >= p.Count {
-		return
-	}
-	if !v.terminal {
-		if len(v.logged) != p.Count {
-			v.logged = make([]bool, p.Count)
-		}
-		if p.Status != oci.StatusDownloading && !v.logged[p.Index] {
-			v.logged[p.Index] = true
-			fmt.Fprintf(v.w, "%s %s %s\n", layerLabel(p), humanSize(p.Total), statusWord(p.Status))
-		}
 		return
 	}
 	if v.progress == nil {

@@ -327,6 +327,9 @@ func (s *Store) download(r name.Reference, ro []remote.Option, digest string, si
 // connection, DNS, TLS, a server error or rate limit), as opposed to an
 // answer (unknown tag, refused credentials) or a bad image.
 func unreachable(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false // the caller gave up (Ctrl-C): that is what to report
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		return te.StatusCode >= 500 || te.StatusCode == http.StatusTooManyRequests
