@@ -150,13 +150,26 @@ func (b *Box) setSkillsAndLLM(a *boxArgs) error {
 	return nil
 }
 
+// AgentMemoryMB and AgentVCPUs are an agent box's defaults (512 MiB and 1 vCPU for a
+// command box).
+const (
+	AgentMemoryMB = 1024
+	AgentVCPUs    = 2
+)
+
 func (b *Box) setResources(a *boxArgs) error {
 	s := &b.stage
 	var err error
-	if s.MemoryMB, err = wantIntIn("memory_mb", orDefault(a.memoryMB, starlark.MakeInt(512)), runtime.MinMemoryMB, runtime.MaxMemoryMB); err != nil {
+	// An agent box runs claude-code, a large program with a JavaScript runtime: it gets
+	// more unless the box says otherwise.
+	memory, vcpus := 512, 1
+	if s.Prompt != "" {
+		memory, vcpus = AgentMemoryMB, AgentVCPUs
+	}
+	if s.MemoryMB, err = wantIntIn("memory_mb", orDefault(a.memoryMB, starlark.MakeInt(memory)), runtime.MinMemoryMB, runtime.MaxMemoryMB); err != nil {
 		return err
 	}
-	if s.VCPUs, err = wantIntIn("vcpus", orDefault(a.vcpus, starlark.MakeInt(1)), 1, 64); err != nil {
+	if s.VCPUs, err = wantIntIn("vcpus", orDefault(a.vcpus, starlark.MakeInt(vcpus)), 1, 64); err != nil {
 		return err
 	}
 	if s.Timeout, err = parseTimeout("timeout", orDefault(a.timeout, starlark.String("10m"))); err != nil {

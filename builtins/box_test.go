@@ -146,3 +146,18 @@ b.cmd.append("y")
 		t.Fatalf("unknown attr: %v", err)
 	}
 }
+
+// An agent box gets 1024 MiB and 2 vCPUs unless it says otherwise.
+func TestAgentBoxDefaults(t *testing.T) {
+	g := mustExec(t, "/w/p.star", `
+a = box("a", prompt = "hi", skills = [skill("agent:claude-code")])
+b = box("b", prompt = "hi", skills = [skill("agent:claude-code")], memory_mb = 256, vcpus = 1)
+c = box("c", cmd = ["true"])
+`, nil)
+	for name, want := range map[string][2]int{"a": {1024, 2}, "b": {256, 1}, "c": {512, 1}} {
+		st := g[name].(*Box).toStage()
+		if got := [2]int{st.MemoryMB, st.VCPUs}; got != want {
+			t.Errorf("box %s: memory_mb, vcpus = %v, want %v", name, got, want)
+		}
+	}
+}
