@@ -263,18 +263,7 @@ func estimate(root string) (size int64, inodes int, err error) {
 // directory is always set: mkfs.ext4 -d does not copy its attributes.
 func ownerCommands(root string, attrs map[uint64]unpack.Attr) ([]byte, error) {
 	var b bytes.Buffer
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return fmt.Errorf("%s: no stat data", p)
-		}
+	err := walkStat(root, func(p string, st *syscall.Stat_t) error {
 		a, ok := attrs[st.Ino]
 		if !ok {
 			return fmt.Errorf("%s: inode %d was not made by the unpacker", p, st.Ino)

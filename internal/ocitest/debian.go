@@ -1,6 +1,7 @@
 package ocitest
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,12 +10,14 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/voidbox/voidbox/internal/debootstrap"
 )
 
 // DebianSuite and DebianMirror are what DebianPythonRootfs bootstraps.
 const (
-	DebianSuite  = "bookworm"
-	DebianMirror = "http://deb.debian.org/debian"
+	DebianSuite  = debootstrap.DefaultSuite
+	DebianMirror = debootstrap.DefaultMirror
 )
 
 var debianMu sync.Mutex
@@ -35,11 +38,8 @@ func DebianPythonRootfs(t testing.TB) string {
 	if _, err := os.Stat(out); err == nil {
 		return out
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("building the Debian python image needs root (debootstrap)")
-	}
-	if _, err := exec.LookPath("debootstrap"); err != nil {
-		t.Skip("building the Debian python image needs debootstrap (apt-get install debootstrap; scripts/setup.sh installs it)")
+	if err := debootstrap.Check(); err != nil {
+		t.Skipf("building the Debian python image: %v", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		t.Fatal(err)
@@ -50,21 +50,13 @@ func DebianPythonRootfs(t testing.TB) string {
 	}
 	defer os.RemoveAll(work)
 	root := filepath.Join(work, "root")
-	run := func(name string, args ...string) {
-		t.Helper()
-		if b, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-			t.Fatalf("%s %v: %v\n%s", name, args, err, tail(b))
-		}
-	}
-	run("debootstrap", "--variant=minbase", "--include=python3-minimal", DebianSuite, root, DebianMirror)
-	// What a container image leaves out: package caches, documentation.
-	for _, d := range []string{"var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale"} {
-		if err := os.RemoveAll(filepath.Join(root, d)); err != nil {
-			t.Fatal(err)
-		}
+	if err := debootstrap.Build(context.Background(), root, debootstrap.Options{Include: []string{"python3-minimal"}}); err != nil {
+		t.Fatal(err)
 	}
 	tmp := filepath.Join(work, "rootfs.tar")
-	run("tar", "--numeric-owner", "--xattrs", "-C", root, "-cf", tmp, ".")
+	if b, err := exec.Command("tar", "--numeric-owner", "--xattrs", "-C", root, "-cf", tmp, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar %s: %v\n%s", root, err, tail(b))
+	}
 	if err := os.Rename(tmp, out); err != nil {
 		t.Fatal(err)
 	}
