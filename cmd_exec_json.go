@@ -39,6 +39,8 @@ type jsonStage struct {
 	Error      string `json:"error,omitempty"`
 	// Network is the egress decisions of a box with network = True.
 	Network *runtime.NetworkCounts `json:"network,omitempty"`
+	// Agent is an agent stage's report (null for command stages).
+	Agent *runtime.AgentReport `json:"agent"`
 }
 
 // jsonText is an `output` field under the UTF-8-or-base64 rule.
@@ -75,7 +77,7 @@ func newJSONResult(r *runtime.Result) *jsonResult {
 	}
 	doc.Output, doc.OutputBase64 = textOrBase64(r.Output)
 	for name, s := range r.Stages {
-		js := &jsonStage{Name: s.Name, Status: s.Status, ExitCode: s.ExitCode, DurationMS: s.DurationMS, Attempts: s.Attempts, Error: s.Error, Network: s.Network}
+		js := &jsonStage{Name: s.Name, Status: s.Status, ExitCode: s.ExitCode, DurationMS: s.DurationMS, Attempts: s.Attempts, Error: s.Error, Network: s.Network, Agent: s.Agent}
 		if s.Signal != "" {
 			js.Signal = &s.Signal
 		}

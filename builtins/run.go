@@ -62,7 +62,8 @@ func runBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 // NewResult is run()'s return value: a frozen struct with ok, output, error (None
 // when empty), duration_ms and stages, a dict by stage name in declaration order of
 // structs with exit_code (None unless the process exited), signal (None unless one
-// killed it), stdout, stderr, output, duration_ms, attempts, error, status.
+// killed it), stdout, stderr, output, duration_ms, attempts, error, status, and agent
+// (None for a command stage; see agentValue).
 func NewResult(r *runtime.Result) starlark.Value {
 	stages := starlark.NewDict(len(r.Stages))
 	for _, name := range stageOrder(r) {
@@ -77,6 +78,7 @@ func NewResult(r *runtime.Result) starlark.Value {
 			"attempts":    starlark.MakeInt(sr.Attempts),
 			"error":       noneOr(sr.Error),
 			"status":      starlark.String(string(sr.Status)),
+			"agent":       agentValue(sr.Agent),
 		}))
 	}
 	v := starlarkstruct.FromStringDict(starlarkstruct.Default, starlark.StringDict{

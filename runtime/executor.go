@@ -64,6 +64,8 @@ type AgentResult struct {
 	Stderr   string
 	ExitCode int    // -1 when killed by a signal
 	Signal   string // e.g. "SIGKILL" when killed
+	// Agent is what the agent reported (nil when the runner has no report).
+	Agent *AgentReport
 }
 
 // DefaultBackoff is the Backoff used when Executor.Backoff is nil.

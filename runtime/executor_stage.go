@@ -25,6 +25,7 @@ type outcome struct {
 	err            error  // nil: the attempt succeeded
 	permanent      bool   // a retry cannot help (e.g. the provider cannot run agents)
 	network        *NetworkCounts
+	agent          *AgentReport
 }
 
 // stage runs s (with its retries) and returns its output: stdout on success, "" otherwise.
@@ -50,7 +51,7 @@ func (r *run) stage(s *Stage, input string) string {
 		out = r.attempt(s, input)
 		r.release()
 		sr.ExitCode, sr.Signal, sr.Stdout, sr.Stderr = out.exitCode, out.signal, out.stdout, out.stderr
-		sr.Network = out.network
+		sr.Network, sr.Agent = out.network, out.agent
 		if out.err == nil {
 			sr.Status, sr.Output, sr.Error = StatusOK, out.stdout, ""
 			break
@@ -114,6 +115,7 @@ func specFor(s *Stage) SandboxSpec {
 	return SandboxSpec{
 		Name: s.Name, MemoryMB: s.MemoryMB, VCPUs: s.VCPUs, Image: s.Image,
 		Network: s.Network, Egress: s.Egress, Ports: s.Ports, Mounts: s.Mounts, Allow: s.Allow, Skills: s.Skills,
+		Agent: s.Prompt != "", LLM: s.LLM,
 	}
 }
 
@@ -209,9 +211,14 @@ func (r *run) execute(sb Sandbox, s *Stage, input string, agent AgentRunner) (o 
 		stderr.WriteString(res.Stderr)
 		o.stdout, o.stderr = stdout.String(), stderr.String()
 		o.exitCode, o.signal = processEnd(res.ExitCode, res.Signal, err)
-		if err != nil {
+		o.agent = res.Agent
+		switch {
+		case err != nil:
 			o.err = fmt.Errorf("agent: %w", err)
-		} else if res.ExitCode != 0 || res.Signal != "" {
+		case res.Agent != nil && res.Agent.IsError:
+			// The agent finished but says it failed: its own words are the error.
+			o.err = fmt.Errorf("agent: %s", strings.TrimSpace(res.Agent.Result))
+		case res.ExitCode != 0 || res.Signal != "":
 			o.err = exitError(res.ExitCode, res.Signal, o.stderr)
 		}
 		return o

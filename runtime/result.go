@@ -38,6 +38,8 @@ type StageResult struct {
 	Error string `json:"error,omitempty"`
 	// Network is the last attempt's egress decisions, for a box with network = True.
 	Network *NetworkCounts `json:"network,omitempty"`
+	// Agent is the last attempt's agent report, for an agent stage whose agent ran.
+	Agent *AgentReport `json:"agent,omitempty"`
 }
 
 // Result is a whole run's outcome.

@@ -68,6 +68,10 @@ type SandboxSpec struct {
 	Mounts   []Mount
 	Allow    []string
 	Skills   []Skill
+	// Agent says the stage is an agent (prompt=): the sandbox prepares for RunAgent
+	// (the agent's program, its provider's proxy) as it opens.
+	Agent bool
+	LLM   *LLM
 }
 
 // Provider opens sandboxes of one kind.
