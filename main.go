@@ -40,6 +40,7 @@ var commands = map[string]command{
 	"fmt":     {"format .star files in place (buildifier style)", runFmt},
 	"guest":   {"build or inspect the guest image (kernel + initramfs)", runGuest},
 	"image":   {"pull, list and remove the OCI images boxes run from", runImage},
+	"agent":   {"install and list claude-code, the coding agent agent boxes run", runAgent},
 	"doctor":  {"say which VMMs and accelerators work here, and how to fix what is missing", runDoctor},
 	"bench":   {"measure microVM boot and exec latency against bare QEMU", runBench},
 	"version": {"print the version", runVersion},

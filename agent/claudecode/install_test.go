@@ -11,9 +11,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	cct "github.com/voidbox/voidbox/agent/claudecode/claudecodetest"
 )
 
-func fakeOpts(reg *fakeRegistry, cache, version string) Options {
+func fakeOpts(reg *cct.Registry, cache, version string) Options {
 	return Options{Version: version, CacheDir: cache, Registry: reg.URL, HTTPClient: reg.Client()}
 }
 
@@ -28,7 +30,7 @@ func leftovers(t *testing.T, cache, version string) []string {
 }
 
 func TestInstall(t *testing.T) {
-	reg := newFakeRegistry(t, "1.2.3", map[string][]byte{"1.2.3": goodTarball(t, "1.2.3")})
+	reg := cct.NewRegistry(t, "1.2.3", map[string][]byte{"1.2.3": cct.GoodTarball(t, "1.2.3")})
 	cache := t.TempDir()
 	var reports []Progress
 	opts := fakeOpts(reg, cache, "1.2.3")
@@ -51,7 +53,7 @@ func TestInstall(t *testing.T) {
 	if err != nil || string(out) != "1.2.3 (Claude Code)\n" {
 		t.Errorf("claude --version: %q, %v", out, err)
 	}
-	if in.FromCache || in.Integrity != integrity(reg.tarballs["1.2.3"]) || in.Size != int64(len(script("1.2.3"))) {
+	if in.FromCache || in.Integrity != cct.Integrity(reg.Tarball("1.2.3")) || in.Size != int64(len(cct.Script("1.2.3"))) {
 		t.Errorf("Installed = %+v", in)
 	}
 	var meta Installed
@@ -65,7 +67,7 @@ func TestInstall(t *testing.T) {
 	if l := leftovers(t, cache, "1.2.3"); len(l) > 0 {
 		t.Errorf("left behind: %q", l)
 	}
-	if got := reg.accept.Load(); got == nil || !strings.Contains(got.(string), "application/vnd.npm.install-v1+json") {
+	if got := reg.Accept(); !strings.Contains(got, "application/vnd.npm.install-v1+json") {
 		t.Errorf("Accept = %v, want the abbreviated document", got)
 	}
 	if len(reports) < 3 || reports[0].Status != StatusDownloading || reports[len(reports)-1].Status != StatusInstalled {
@@ -77,7 +79,7 @@ func TestInstall(t *testing.T) {
 			last = p
 		}
 	}
-	if n := int64(len(reg.tarballs["1.2.3"])); last.Done != n || last.Total != n {
+	if n := int64(len(reg.Tarball("1.2.3"))); last.Done != n || last.Total != n {
 		t.Errorf("last download report %+v, want %d of %d bytes", last, n, n)
 	}
 }
@@ -85,13 +87,13 @@ func TestInstall(t *testing.T) {
 // An installed, intact version is returned without asking the registry; a
 // changed executable is installed again.
 func TestReinstall(t *testing.T) {
-	reg := newFakeRegistry(t, "1.2.3", map[string][]byte{"1.2.3": goodTarball(t, "1.2.3")})
+	reg := cct.NewRegistry(t, "1.2.3", map[string][]byte{"1.2.3": cct.GoodTarball(t, "1.2.3")})
 	cache := t.TempDir()
 	first, err := Install(context.Background(), fakeOpts(reg, cache, "1.2.3"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	docs, tgzs := reg.docGets.Load(), reg.tgzGets.Load()
+	docs, tgzs := reg.DocGets.Load(), reg.TgzGets.Load()
 	var reports []Progress
 	opts := fakeOpts(reg, cache, "1.2.3")
 	opts.Progress = func(p Progress) { reports = append(reports, p) }
@@ -102,39 +104,39 @@ func TestReinstall(t *testing.T) {
 	if !again.FromCache || again.SHA256 != first.SHA256 || !again.Installed.Equal(first.Installed) {
 		t.Errorf("second Install = %+v, want the first one's (%+v) from the cache", again, first)
 	}
-	if reg.docGets.Load() != docs || reg.tgzGets.Load() != tgzs {
-		t.Errorf("second Install asked the registry (%d document and %d tarball requests more)", reg.docGets.Load()-docs, reg.tgzGets.Load()-tgzs)
+	if reg.DocGets.Load() != docs || reg.TgzGets.Load() != tgzs {
+		t.Errorf("second Install asked the registry (%d document and %d tarball requests more)", reg.DocGets.Load()-docs, reg.TgzGets.Load()-tgzs)
 	}
 	if len(reports) != 1 || reports[0].Status != StatusCached {
 		t.Errorf("progress = %+v, want one cached", reports)
 	}
 
 	// Same size, other content: only the hash tells.
-	if err := os.WriteFile(first.Path, []byte(strings.Replace(script("1.2.3"), "1.2.3", "6.6.6", 1)), 0o755); err != nil {
+	if err := os.WriteFile(first.Path, []byte(strings.Replace(cct.Script("1.2.3"), "1.2.3", "6.6.6", 1)), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	fixed, err := Install(context.Background(), fakeOpts(reg, cache, "1.2.3"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fixed.FromCache || reg.tgzGets.Load() != tgzs+1 {
-		t.Errorf("a changed executable was not installed again (FromCache %v, %d tarball requests)", fixed.FromCache, reg.tgzGets.Load())
+	if fixed.FromCache || reg.TgzGets.Load() != tgzs+1 {
+		t.Errorf("a changed executable was not installed again (FromCache %v, %d tarball requests)", fixed.FromCache, reg.TgzGets.Load())
 	}
-	if b, _ := os.ReadFile(fixed.Path); string(b) != script("1.2.3") {
+	if b, _ := os.ReadFile(fixed.Path); string(b) != cct.Script("1.2.3") {
 		t.Errorf("claude after reinstall = %q", b)
 	}
 }
 
 func TestIntegrityMismatchIsRefused(t *testing.T) {
-	reg := newFakeRegistry(t, "1.2.3", map[string][]byte{"1.2.3": goodTarball(t, "1.2.3")})
-	wrong := integrity([]byte("something else"))
-	reg.integrity["1.2.3"] = wrong
+	reg := cct.NewRegistry(t, "1.2.3", map[string][]byte{"1.2.3": cct.GoodTarball(t, "1.2.3")})
+	wrong := cct.Integrity([]byte("something else"))
+	reg.SetIntegrity("1.2.3", wrong)
 	cache := t.TempDir()
 	_, err := Install(context.Background(), fakeOpts(reg, cache, "1.2.3"))
 	if err == nil {
 		t.Fatal("Install of a tarball that does not match its integrity succeeded")
 	}
-	for _, want := range []string{"claude-code 1.2.3", wrong, integrity(reg.tarballs["1.2.3"]), "the download was removed"} {
+	for _, want := range []string{"claude-code 1.2.3", wrong, cct.Integrity(reg.Tarball("1.2.3")), "the download was removed"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %q", err, want)
 		}
@@ -148,7 +150,7 @@ func TestIntegrityMismatchIsRefused(t *testing.T) {
 }
 
 func TestUnknownVersionNamesTheLatest(t *testing.T) {
-	reg := newFakeRegistry(t, "1.2.3", map[string][]byte{"1.2.3": goodTarball(t, "1.2.3")})
+	reg := cct.NewRegistry(t, "1.2.3", map[string][]byte{"1.2.3": cct.GoodTarball(t, "1.2.3")})
 	_, err := Install(context.Background(), fakeOpts(reg, t.TempDir(), "9.9.9"))
 	var unknown *UnknownVersionError
 	if !errors.As(err, &unknown) || unknown.Latest != "1.2.3" {
@@ -161,7 +163,7 @@ func TestUnknownVersionNamesTheLatest(t *testing.T) {
 }
 
 func TestLatestInstallsTheDistTag(t *testing.T) {
-	reg := newFakeRegistry(t, "1.3.0", map[string][]byte{"1.2.3": goodTarball(t, "1.2.3"), "1.3.0": goodTarball(t, "1.3.0")})
+	reg := cct.NewRegistry(t, "1.3.0", map[string][]byte{"1.2.3": cct.GoodTarball(t, "1.2.3"), "1.3.0": cct.GoodTarball(t, "1.3.0")})
 	in, err := Install(context.Background(), fakeOpts(reg, t.TempDir(), Latest))
 	if err != nil {
 		t.Fatal(err)
@@ -172,25 +174,25 @@ func TestLatestInstallsTheDistTag(t *testing.T) {
 }
 
 func TestBadTarballsAreRefused(t *testing.T) {
-	good := []entry{{name: "package/claude", body: script("1.2.3")}, {name: "package/package.json", body: packageJSON("1.2.3")}}
+	good := []cct.Entry{{Name: "package/claude", Body: cct.Script("1.2.3")}, {Name: "package/package.json", Body: cct.PackageJSON("1.2.3")}}
 	cases := []struct {
 		name    string
-		entries []entry
+		entries []cct.Entry
 		want    string
 	}{
-		{"extra path", append(good, entry{name: "package/postinstall.sh", body: "rm -rf /"}), `tarball entry "package/postinstall.sh": a claude-code package holds only`},
-		{"path outside package", append(good, entry{name: "../../etc/cron.d/x", body: "x"}), `tarball entry "../../etc/cron.d/x"`},
-		{"symlink claude", []entry{{name: "package/claude", body: "/bin/sh", typ: tar.TypeSymlink}}, `tarball entry "package/claude": type '2', want a regular file`},
-		{"huge claude", []entry{{name: "package/claude", size: 3 << 30}}, "package/claude is 3221225472 bytes, more than the 2048 MiB"},
-		{"huge readme", append(good, entry{name: "package/README.md", size: 5 << 20}), `"package/README.md" is 5242880 bytes, more than the 1024 KiB`},
-		{"claude twice", append(good, entry{name: "package/claude", body: "#!/bin/sh\n"}), "package/claude appears twice"},
+		{"extra path", append(good, cct.Entry{Name: "package/postinstall.sh", Body: "rm -rf /"}), `tarball entry "package/postinstall.sh": a claude-code package holds only`},
+		{"path outside package", append(good, cct.Entry{Name: "../../etc/cron.d/x", Body: "x"}), `tarball entry "../../etc/cron.d/x"`},
+		{"symlink claude", []cct.Entry{{Name: "package/claude", Body: "/bin/sh", Type: tar.TypeSymlink}}, `tarball entry "package/claude": type '2', want a regular file`},
+		{"huge claude", []cct.Entry{{Name: "package/claude", Size: 3 << 30}}, "package/claude is 3221225472 bytes, more than the 2048 MiB"},
+		{"huge readme", append(good, cct.Entry{Name: "package/README.md", Size: 5 << 20}), `"package/README.md" is 5242880 bytes, more than the 1024 KiB`},
+		{"claude twice", append(good, cct.Entry{Name: "package/claude", Body: "#!/bin/sh\n"}), "package/claude appears twice"},
 		{"no claude", good[1:], "tarball: no package/claude"},
-		{"other version", []entry{{name: "package/claude", body: script("1.2.3")}, {name: "package/package.json", body: packageJSON("1.2.4")}}, "package.json names @anthropic-ai/claude-code-linux-x64@1.2.4, want @anthropic-ai/claude-code-linux-x64@1.2.3"},
+		{"other version", []cct.Entry{{Name: "package/claude", Body: cct.Script("1.2.3")}, {Name: "package/package.json", Body: cct.PackageJSON("1.2.4")}}, "package.json names @anthropic-ai/claude-code-linux-x64@1.2.4, want @anthropic-ai/claude-code-linux-x64@1.2.3"},
 		{"too many entries", manyReadmes(good, 20), "more than 16 entries"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			reg := newFakeRegistry(t, "1.2.3", map[string][]byte{"1.2.3": tgz(t, c.entries...)})
+			reg := cct.NewRegistry(t, "1.2.3", map[string][]byte{"1.2.3": cct.Tarball(t, c.entries...)})
 			cache := t.TempDir()
 			_, err := Install(context.Background(), fakeOpts(reg, cache, "1.2.3"))
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "claude-code 1.2.3: ") {
@@ -208,10 +210,10 @@ func TestBadTarballsAreRefused(t *testing.T) {
 	}
 }
 
-func manyReadmes(good []entry, n int) []entry {
-	out := append([]entry{}, good...)
+func manyReadmes(good []cct.Entry, n int) []cct.Entry {
+	out := append([]cct.Entry{}, good...)
 	for range n {
-		out = append(out, entry{name: "package/README.md", body: "r"})
+		out = append(out, cct.Entry{Name: "package/README.md", Body: "r"})
 	}
 	return out
 }
@@ -219,7 +221,7 @@ func manyReadmes(good []entry, n int) []entry {
 // Concurrent installs of one version wait for each other: one download,
 // and every caller gets the same intact executable.
 func TestConcurrentInstalls(t *testing.T) {
-	reg := newFakeRegistry(t, "1.2.3", map[string][]byte{"1.2.3": goodTarball(t, "1.2.3")})
+	reg := cct.NewRegistry(t, "1.2.3", map[string][]byte{"1.2.3": cct.GoodTarball(t, "1.2.3")})
 	cache := t.TempDir()
 	const n = 6
 	var wg sync.WaitGroup
@@ -245,7 +247,7 @@ func TestConcurrentInstalls(t *testing.T) {
 			fresh++
 		}
 	}
-	if got := reg.tgzGets.Load(); got != 1 || fresh != 1 {
+	if got := reg.TgzGets.Load(); got != 1 || fresh != 1 {
 		t.Errorf("%d downloads and %d fresh installs, want 1 and 1", got, fresh)
 	}
 }
@@ -253,7 +255,7 @@ func TestConcurrentInstalls(t *testing.T) {
 // A version that is not one, or a registry over plain http to another host,
 // is refused before anything is asked.
 func TestOptionsAreChecked(t *testing.T) {
-	reg := newFakeRegistry(t, "1.2.3", map[string][]byte{"1.2.3": goodTarball(t, "1.2.3")})
+	reg := cct.NewRegistry(t, "1.2.3", map[string][]byte{"1.2.3": cct.GoodTarball(t, "1.2.3")})
 	cache := t.TempDir()
 	for _, c := range []struct {
 		opts Options
@@ -269,14 +271,14 @@ func TestOptionsAreChecked(t *testing.T) {
 			t.Errorf("Install(%+v) = %v, want %q", c.opts, err, c.want)
 		}
 	}
-	if n := reg.docGets.Load() + reg.tgzGets.Load(); n != 0 {
+	if n := reg.DocGets.Load() + reg.TgzGets.Load(); n != 0 {
 		t.Errorf("%d requests reached the registry", n)
 	}
 }
 
 // The sha512 is found among other hashes; anything else is refused.
 func TestParseIntegrity(t *testing.T) {
-	good := integrity([]byte("x"))
+	good := cct.Integrity([]byte("x"))
 	if _, err := parseIntegrity("sha1-AAAA " + good); err != nil {
 		t.Errorf("a sha512 among other hashes: %v", err)
 	}
@@ -288,7 +290,7 @@ func TestParseIntegrity(t *testing.T) {
 }
 
 func TestList(t *testing.T) {
-	reg := newFakeRegistry(t, "1.10.0", map[string][]byte{"1.2.3": goodTarball(t, "1.2.3"), "1.10.0": goodTarball(t, "1.10.0")})
+	reg := cct.NewRegistry(t, "1.10.0", map[string][]byte{"1.2.3": cct.GoodTarball(t, "1.2.3"), "1.10.0": cct.GoodTarball(t, "1.10.0")})
 	cache := t.TempDir()
 	var ins []*Installed
 	for _, v := range []string{"1.10.0", "1.2.3"} {
@@ -340,5 +342,12 @@ func TestList(t *testing.T) {
 	}
 	if list, err := List(filepath.Join(cache, "missing")); err != nil || len(list) != 0 {
 		t.Errorf("List of a missing cache = %v, %v; want nothing", list, err)
+	}
+}
+
+// The fake registry serves the package Install asks for.
+func TestFakeRegistryServesThePackage(t *testing.T) {
+	if cct.PackageName != PackageName {
+		t.Errorf("claudecodetest serves %s, Install asks for %s", cct.PackageName, PackageName)
 	}
 }

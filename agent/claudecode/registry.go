@@ -38,6 +38,12 @@ type release struct {
 	Latest    string // the registry's latest, for messages
 }
 
+// CheckRegistry says whether raw can be Options.Registry.
+func CheckRegistry(raw string) error {
+	_, err := checkURL("registry", raw)
+	return err
+}
+
 // checkURL allows https, and plain http only to a loopback host (a test or
 // a local mirror): the integrity Install checks comes over the same channel.
 func checkURL(what, raw string) (*url.URL, error) {
