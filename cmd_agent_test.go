@@ -3,12 +3,14 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
 	cct "github.com/voidbox/voidbox/agent/claudecode/claudecodetest"
+	"github.com/voidbox/voidbox/internal/debootstrap"
 )
 
 // agentEnv gives the agent commands a home (and so a cache) of their own
@@ -154,4 +156,28 @@ func TestAgentInstallRefusedOnTerminal(t *testing.T) {
 		t.Errorf("install of a mismatching tarball: code %d\n%q", r.code, r.stderr)
 	}
 	noProgressGoroutines(t)
+}
+
+// --root-disk builds the version's root disk (a real debootstrap, about a
+// minute) and ls shows it built.
+func TestAgentInstallRootDisk(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bootstraps Debian (about a minute and 35 MB of downloads); runs without -short")
+	}
+	if err := debootstrap.Check(); err != nil {
+		t.Skip(err)
+	}
+	home, reg := agentEnv(t)
+	r := voidbox(t, "agent", "install", "--agent-version", "1.2.3", "--registry", reg.URL, "--root-disk")
+	dir := filepath.Join(home, ".voidbox/agents/claude-code/1.2.3")
+	if r.code != exitOK || r.stdout != filepath.Join(dir, "claude")+"\n" {
+		t.Fatalf("install --root-disk: code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	out, err := exec.Command("debugfs", "-R", "cat /usr/local/bin/claude", filepath.Join(dir, "root.ext4")).Output()
+	if err != nil || string(out) != cct.Script("1.2.3") {
+		t.Errorf("/usr/local/bin/claude in the root disk: %q, %v; want the installed script", out, err)
+	}
+	if r := voidbox(t, "agent", "ls"); !regexp.MustCompile(`\n1\.2\.3 +\d+ B +built, \d+\.\d MiB +\d{4}-`).MatchString(r.stdout) {
+		t.Errorf("ls after --root-disk:\n%s", r.stdout)
+	}
 }
