@@ -55,6 +55,9 @@ type BootConfig struct {
 	Root string `json:"rt,omitempty"`
 	// Mounts are mounted where stages see them (inside Root when it is set), in order.
 	Mounts []Mount `json:"mt,omitempty"`
+	// Forwards are guest loopback ports the agent listens on before the first exec
+	// and carries to the host over the agent session (forward.go).
+	Forwards []Forward `json:"fw,omitempty"`
 }
 
 // NewSecret returns a fresh per-VM handshake secret: hex of 32 random bytes.
@@ -111,6 +114,9 @@ func (c BootConfig) Validate() error {
 		return err
 	}
 	if err := validateMounts(c.Root, c.Mounts); err != nil {
+		return err
+	}
+	if err := validateForwards(c.Forwards); err != nil {
 		return err
 	}
 	return c.Net.validate()

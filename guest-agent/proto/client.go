@@ -58,6 +58,15 @@ func YamuxConfig() *yamux.Config {
 // Its methods are safe for concurrent use; each call is one yamux stream.
 type Client struct {
 	sess *yamux.Session
+	fwd  *hostForwards // the streams the guest opens (forward.go)
+}
+
+// newClient starts serving the guest-opened streams of sess: at most fwdLimit at
+// once, each closed unless its open message arrives within openTimeout.
+func newClient(sess *yamux.Session, fwdLimit int, openTimeout time.Duration) *Client {
+	c := &Client{sess: sess, fwd: newHostForwards(fwdLimit, openTimeout)}
+	go c.acceptForwards()
+	return c
 }
 
 // Connect runs the handshake on conn and starts the multiplexed session. The ctx
@@ -86,7 +95,7 @@ func Connect(ctx context.Context, conn net.Conn, secret string) (*Client, error)
 		conn.Close()
 		return nil, fmt.Errorf("start agent session: %w", err)
 	}
-	return &Client{sess: sess}, nil
+	return newClient(sess, MaxHostForwardConns, ForwardOpenTimeout), nil
 }
 
 // Close ends the session; the guest treats that as "host went away" and powers off.

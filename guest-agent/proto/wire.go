@@ -26,7 +26,8 @@ const (
 // FrameType says what a frame's payload is.
 type FrameType byte
 
-// Frame types. Request is always the first frame on a stream (host to guest).
+// Frame types. Request is always the first frame on a stream the host opens, Open
+// on a stream the guest opens (a forwarded connection: forward.go).
 const (
 	FrameRequest  FrameType = 1  // host→guest: JSON Request
 	FrameStdin    FrameType = 2  // host→guest: exec stdin bytes
@@ -34,15 +35,16 @@ const (
 	FrameStdout   FrameType = 4  // guest→host: exec stdout bytes
 	FrameStderr   FrameType = 5  // guest→host: exec stderr bytes
 	FrameExit     FrameType = 6  // guest→host: JSON ExecResult, last frame of an exec
-	FrameError    FrameType = 7  // guest→host: JSON RemoteError, last frame of a failed request
-	FrameData     FrameType = 8  // either way: file content chunk
-	FrameEnd      FrameType = 9  // host→guest: end of file content
+	FrameError    FrameType = 7  // guest→host: JSON RemoteError, last frame of a failed request; host→guest: a refused forward
+	FrameData     FrameType = 8  // either way: file content chunk, or a forwarded connection's bytes
+	FrameEnd      FrameType = 9  // host→guest: end of file content; either way: a forwarded connection's half-close
 	FrameOK       FrameType = 10 // guest→host: JSON Response, last frame of a successful request
-	frameTypeMax            = FrameOK
+	FrameOpen     FrameType = 11 // guest→host: JSON ForwardOpen, first frame of a forwarded connection
+	frameTypeMax            = FrameOpen
 )
 
 func (t FrameType) String() string {
-	names := [...]string{"", "request", "stdin", "stdin-eof", "stdout", "stderr", "exit", "error", "data", "end", "ok"}
+	names := [...]string{"", "request", "stdin", "stdin-eof", "stdout", "stderr", "exit", "error", "data", "end", "ok", "open"}
 	if t >= 1 && t <= frameTypeMax {
 		return names[t]
 	}
@@ -85,7 +87,7 @@ func ReadFrame(r io.Reader) (Frame, error) {
 	}
 	n := binary.BigEndian.Uint32(h[1:])
 	limit := uint32(MaxFrame)
-	if t == FrameRequest || t == FrameExit || t == FrameError || t == FrameOK {
+	if t == FrameRequest || t == FrameExit || t == FrameError || t == FrameOK || t == FrameOpen {
 		limit = MaxHeader
 	}
 	if n > limit {
