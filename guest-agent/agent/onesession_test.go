@@ -136,13 +136,7 @@ func TestSessionEndKillsItsProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pid line %q: %v", line, err)
 	}
-	e.client.Close()
-	select {
-	case err := <-e.served:
-		e.served <- err
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return after the host closed the session")
-	}
+	endSession(t, e)
 	// Serve returns only after the session's execs were reaped.
 	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(st), ") Z ") {
 		t.Fatalf("process %d of the ended session still runs: %s", pid, st)

@@ -49,6 +49,13 @@ type Options struct {
 	// child cgroup of its own under it (memory, pids, cpu limits; OOM detection).
 	StageCgroup *StageCgroup
 
+	// Forwards are the boot's forward listeners (ListenForwards): served while the
+	// session is up, closed when it ends.
+	Forwards []ForwardListener
+	// ForwardConns bounds each forward's connections at once; more are closed as
+	// soon as they are accepted. 0 means proto.MaxForwardConns.
+	ForwardConns int
+
 	Debug            bool                 // log every exec's start and end, not only failures
 	HandshakeTimeout time.Duration        // default 30s; applies when the conn has deadlines
 	OnShutdown       func()               // called after acknowledging a shutdown request
@@ -88,6 +95,21 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if !opts.Unconfined && (opts.UID <= 0 || opts.GID <= 0) {
 		return nil, fmt.Errorf("agent: stage uid/gid %d/%d: stages never run as root; set UID and GID (default %d)", opts.UID, opts.GID, proto.DefaultUID)
+	}
+	opts.Forwards = slices.Clone(opts.Forwards)
+	for _, f := range opts.Forwards {
+		if err := proto.CheckForwardName(f.Name); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		if f.Listener == nil {
+			return nil, fmt.Errorf("agent: forward %q has no listener (ListenForwards makes them)", f.Name)
+		}
+	}
+	if opts.ForwardConns < 0 || opts.ForwardConns > proto.MaxForwardConns {
+		return nil, fmt.Errorf("agent: ForwardConns %d out of range (0 for the default, up to %d)", opts.ForwardConns, proto.MaxForwardConns)
+	}
+	if opts.ForwardConns == 0 {
+		opts.ForwardConns = proto.MaxForwardConns
 	}
 	if opts.ShimPath == "" {
 		opts.ShimPath = "/proc/self/exe"
@@ -148,10 +170,14 @@ func (s *Server) Serve(ctx context.Context, conn io.ReadWriteCloser) error {
 		return fmt.Errorf("start session: %w", err)
 	}
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
+	// The forwards listen from boot; they are served from here, before the host's
+	// first request, to the session's end.
+	stopForwards := s.startForwards(ctx, sess)
 	var wg sync.WaitGroup
 	defer func() {
 		stop()
 		sess.Close()
+		stopForwards()
 		// Nothing a session started outlives it, whatever its streams were doing.
 		s.killSessionProcesses()
 		wg.Wait()
