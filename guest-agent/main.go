@@ -1,7 +1,8 @@
 // Command voidbox-agent is PID 1 inside a voidbox microVM (/init in the initramfs):
 // it prepares the guest (mounts, kernel modules, clock, hostname, stage user, stage
 // limits, lo and the box's eth0: package netsetup, and package tapfwd for the forwarder
-// attachment; the stages' root file system and mounts: package rootfs), reads the boot configuration (QEMU's fw_cfg item, else the kernel command
+// attachment; the stages' root file system and mounts: package rootfs; the loopback
+// ports forwarded to the host over the session), reads the boot configuration (QEMU's fw_cfg item, else the kernel command
 // line), and serves the authenticated control session (package agent) on
 // virtio-serial or vsock until the host asks it to power off or goes away. Re-executed as "voidbox-shim" it confines
 // one stage process instead.
@@ -85,6 +86,10 @@ func run(c *console) error {
 	if err != nil {
 		return err
 	}
+	forwards, err := listenForwards(c, cfg.Forwards)
+	if err != nil {
+		return err
+	}
 	shutdown := make(chan struct{}, 1)
 	srv, err := agent.NewServer(agent.Options{
 		Secret: cfg.Secret, Roots: []string{"/workspace", "/tmp"},
@@ -92,6 +97,7 @@ func run(c *console) error {
 		StageRoot:   stageRoot,
 		Reaper:      agent.NewReaper(),
 		StageCgroup: stageCgroup,
+		Forwards:    forwards,
 		OnShutdown:  func() { shutdown <- struct{}{} },
 		Debug:       cfg.Debug,
 		Logf:        c.logf,
@@ -245,6 +251,21 @@ func setupFS(c *console, cfg proto.BootConfig, nc *netsetup.Config, mods *module
 	}
 	c.logf("%s", m)
 	return m.Root, nil
+}
+
+// listenForwards listens on the guest's loopback for the boot config's forwards
+// (lo is up), before the first exec, so no stage can take a forward's port first;
+// the session carries their connections to the host. A port that cannot be
+// listened on fails the boot.
+func listenForwards(c *console, fs []proto.Forward) ([]agent.ForwardListener, error) {
+	ls, err := agent.ListenForwards(fs)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range fs {
+		c.logf("forward %s: 127.0.0.1:%d to the host", f.Name, f.Port)
+	}
+	return ls, nil
 }
 
 // attachNIC configures the VM's virtio-net NIC, found by its MAC, as eth0.
