@@ -32,8 +32,9 @@ const (
 	// MaxForwardConns bounds the connections the guest carries at once per forward;
 	// more are closed as soon as they are accepted.
 	MaxForwardConns = 64
-	// MaxHostForwardConns bounds the guest-opened streams the host serves at once
-	// (every forward at its limit); more are closed as soon as they arrive.
+	// MaxHostForwardConns bounds the guest-opened streams the host handles at once
+	// (every forward at its limit); more wait to be accepted, in yamux's accept
+	// backlog, which the guest cannot overrun (its unacknowledged opens are bounded).
 	MaxHostForwardConns = MaxForwards * MaxForwardConns
 	// ForwardOpenTimeout bounds how long the host waits for a guest-opened stream's
 	// open message before closing it.
@@ -248,7 +249,6 @@ type ForwardStats struct {
 	Served     int64 // spliced to a registered Dialer
 	Refused    int64 // no valid open message in time, an unknown name, or none served
 	DialFailed int64 // the registered Dialer failed
-	OverLimit  int64 // closed at once: the host was serving its limit of streams
 }
 
 // hostForwards is a Client's side of the guest's forwards. The Client accepts every
@@ -261,7 +261,7 @@ type hostForwards struct {
 	mu      sync.Mutex
 	serving *forwardSet // nil when ServeForwards is not running
 
-	served, refused, dialFailed, overLimit atomic.Int64
+	served, refused, dialFailed atomic.Int64
 }
 
 // forwardSet is one ServeForwards call's dialers and the connections it carries.
@@ -275,27 +275,39 @@ func newHostForwards(limit int, openTimeout time.Duration) *hostForwards {
 	return &hostForwards{slots: make(chan struct{}, limit), openTimeout: openTimeout}
 }
 
-// acceptForwards handles the guest's streams until the session ends.
+// acceptForwards handles the guest's streams until the session ends, at most
+// len(slots) at once: a stream is accepted when a slot is free.
 func (c *Client) acceptForwards() {
 	for {
-		st, err := c.sess.AcceptStream()
-		if err != nil {
-			return
-		}
 		select {
 		case c.fwd.slots <- struct{}{}:
-			go c.handleForward(st)
-		default:
-			c.fwd.overLimit.Add(1)
-			_ = st.Close()
+		case <-c.sess.CloseChan():
+			return
 		}
+		st, err := c.sess.AcceptStream()
+		if err != nil {
+			<-c.fwd.slots
+			return
+		}
+		go c.handleForward(st)
 	}
 }
 
-// handleForward reads one guest-opened stream's open message and splices it to the
-// Dialer registered under its name, or refuses it.
+// handleForward serves one guest-opened stream, and holds its slot until the stream
+// is gone (the guest's close, or yamux's StreamCloseTimeout), reading and dropping
+// whatever still arrives: however fast a guest opens streams, none is left behind
+// holding data.
 func (c *Client) handleForward(st *yamux.Stream) {
 	defer func() { <-c.fwd.slots }()
+	c.serveForward(st)
+	_ = st.Close()
+	_ = st.SetReadDeadline(time.Time{})
+	_, _ = io.Copy(io.Discard, st)
+}
+
+// serveForward reads a guest-opened stream's open message and splices the stream
+// to the Dialer registered under its name, or refuses it.
+func (c *Client) serveForward(st *yamux.Stream) {
 	name, err := readForwardOpen(st, c.fwd.openTimeout)
 	if err != nil {
 		c.refuseForward(st, CodeBadRequest, err.Error())
@@ -388,6 +400,5 @@ func (c *Client) ForwardStats() ForwardStats {
 		Served:     c.fwd.served.Load(),
 		Refused:    c.fwd.refused.Load(),
 		DialFailed: c.fwd.dialFailed.Load(),
-		OverLimit:  c.fwd.overLimit.Load(),
 	}
 }

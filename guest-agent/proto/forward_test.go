@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -366,7 +367,8 @@ func TestForwardDialFailure(t *testing.T) {
 	}
 }
 
-// Beyond the host's limit a stream is closed at once; the ones being served go on.
+// Beyond the host's limit a stream waits to be accepted; it is served when a slot
+// frees, and the ones being served go on meanwhile.
 func TestForwardHostLimit(t *testing.T) {
 	base := runtime.NumGoroutine()
 	e := newFwdEnv(t, 2, ForwardOpenTimeout)
@@ -374,33 +376,42 @@ func TestForwardHostLimit(t *testing.T) {
 	release := make(chan struct{})
 	e.serve(t, map[string]Dialer{"llm": upstream(&dials, func(s *net.TCPConn) {
 		defer s.Close()
+		b := make([]byte, 1)
+		_, _ = io.ReadFull(s, b)
 		<-release
-		_, _ = s.Write([]byte("ok"))
+		_, _ = s.Write(append([]byte("ok"), b...))
 	})})
-	c1, r1 := e.guestConn(t, "llm")
-	c2, r2 := e.guestConn(t, "llm")
-	for deadline := time.Now().Add(5 * time.Second); dials.Load() < 2; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of 2 connections dialled", dials.Load())
+	var conns []*net.TCPConn
+	var results []chan error
+	for i := range 3 {
+		c, r := e.guestConn(t, "llm")
+		_, _ = c.Write([]byte{'1' + byte(i)})
+		conns, results = append(conns, c), append(results, r)
+		if i == 1 {
+			for deadline := time.Now().Add(5 * time.Second); dials.Load() < 2; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d of 2 connections within the limit dialled", dials.Load())
+				}
+			}
 		}
 	}
-	_, r3 := e.guestConn(t, "llm")
-	if err := waitResult(t, r3); err == nil || !strings.Contains(err.Error(), "ended before its end frame") {
-		t.Errorf("guest splice over the limit = %v, want the stream closed", err)
+	time.Sleep(100 * time.Millisecond)
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("%d dials with a limit of 2 streams", n)
 	}
+	// The first two end; a slot freed serves the third.
 	close(release)
-	for i, c := range []*net.TCPConn{c1, c2} {
+	for i, c := range conns {
 		_ = c.CloseWrite()
-		if b, err := io.ReadAll(c); string(b) != "ok" {
-			t.Errorf("connection %d within the limit read %q, %v", i, b, err)
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if b, err := io.ReadAll(c); string(b) != fmt.Sprintf("ok%d", i+1) {
+			t.Errorf("connection %d read %q, %v", i+1, b, err)
+		}
+		if err := waitResult(t, results[i]); err != nil {
+			t.Errorf("guest splice %d: %v", i+1, err)
 		}
 	}
-	for _, r := range []chan error{r1, r2} {
-		if err := waitResult(t, r); err != nil {
-			t.Errorf("guest splice within the limit: %v", err)
-		}
-	}
-	checkStats(t, e, &dials, ForwardStats{Served: 2, OverLimit: 1})
+	checkStats(t, e, &dials, ForwardStats{Served: 3})
 	e.close()
 	noLeak(t, base)
 }
@@ -513,4 +524,75 @@ func TestForwardClientReset(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the host's service never saw the connection end")
 	}
+}
+
+// Bytes go through as they come (an LLM's server-sent events): the client reads the
+// first event before the server writes the second.
+func TestForwardStreamsIncrementally(t *testing.T) {
+	e := newFwdEnv(t, MaxHostForwardConns, ForwardOpenTimeout)
+	var dials atomic.Int64
+	next := make(chan struct{})
+	first, second := "event: message_start\n\n", "event: message_stop\n\n"
+	e.serve(t, map[string]Dialer{"llm": upstream(&dials, func(s *net.TCPConn) {
+		defer s.Close()
+		_, _ = s.Write([]byte(first))
+		select {
+		case <-next:
+			_, _ = s.Write([]byte(second))
+		case <-time.After(10 * time.Second):
+		}
+	})})
+	c, res := e.guestConn(t, "llm")
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, len(first))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != first {
+		t.Fatalf("first event: %q, %v (held back until the server's next write?)", buf, err)
+	}
+	close(next)
+	_ = c.CloseWrite()
+	if b, err := io.ReadAll(c); err != nil || string(b) != second {
+		t.Errorf("second event: %q, %v", b, err)
+	}
+	if err := waitResult(t, res); err != nil {
+		t.Errorf("guest splice: %v", err)
+	}
+}
+
+// A refused stream keeps its slot until the guest closes it, and what the guest
+// still sends on it is read and dropped, not buffered.
+func TestForwardRefusedStreamHeldUntilClosed(t *testing.T) {
+	e := newFwdEnv(t, 1, ForwardOpenTimeout)
+	var dials atomic.Int64
+	e.serve(t, map[string]Dialer{"llm": upstream(&dials, func(s *net.TCPConn) {
+		defer s.Close()
+		_, _ = s.Write([]byte("ok"))
+	})})
+	bad, err := e.guest.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = WriteJSON(bad, FrameOpen, ForwardOpen{Name: "ssh"})
+	if f, err := ReadFrame(bad); err != nil || f.Type != FrameError {
+		t.Fatalf("refusal: %v %v", f.Type, err)
+	}
+	// Eight times yamux's initial window: only a host that reads lets it through.
+	_ = bad.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := bad.Write(make([]byte, 2<<20)); err != nil {
+		t.Errorf("the host does not read a refused stream to its end: %v", err)
+	}
+	c, res := e.guestConn(t, "llm")
+	time.Sleep(100 * time.Millisecond)
+	if dials.Load() != 0 {
+		t.Fatal("a second stream was served while the refused one held the only slot")
+	}
+	bad.Close()
+	_ = c.CloseWrite()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if b, err := io.ReadAll(c); string(b) != "ok" {
+		t.Errorf("the stream after the refused one read %q, %v", b, err)
+	}
+	if err := waitResult(t, res); err != nil {
+		t.Errorf("guest splice: %v", err)
+	}
+	checkStats(t, e, &dials, ForwardStats{Served: 1, Refused: 1})
 }
