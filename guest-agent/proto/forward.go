@@ -253,7 +253,9 @@ type ForwardStats struct {
 
 // hostForwards is a Client's side of the guest's forwards. The Client accepts every
 // stream the guest opens, served or not: yamux closes the whole session when a
-// stream it opened is not accepted in time.
+// stream it opened is not accepted in time (StreamOpenTimeout). Only a guest that
+// keeps MaxHostForwardConns streams busy and opens more waits that long, and then
+// ends its own session.
 type hostForwards struct {
 	slots       chan struct{} // a token per stream being handled
 	openTimeout time.Duration
