@@ -76,7 +76,7 @@ func TestRealClaudeCodeThroughProxy(t *testing.T) {
 		}
 		return nil
 	})
-	if s := p.Stats(); s.Status[200] != 2 || s.BytesIn == 0 || s.BytesOut == 0 {
+	if s := finalStats(t, p); s.Status[200] != 2 || s.BytesIn == 0 || s.BytesOut == 0 {
 		t.Errorf("proxy stats %+v; want two 200s with bytes both ways", s)
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -184,11 +185,14 @@ func defaultTransport() http.RoundTripper {
 // Provider is the host (and port, when it has one) the proxy forwards to.
 func (p *Proxy) Provider() string { return p.base.Host }
 
-// Serve serves the proxy on ln until ctx ends (then it closes ln and every connection,
-// streams included, and returns nil) or ln fails.
+// Serve serves the proxy on ln until ctx ends or ln fails. When ctx ends it closes ln and
+// every connection, streams included, waits for the requests in progress to finish (so
+// Stats is final once Serve returns), and returns nil.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	active := &handlers{}
+	active.idle.L = &active.mu
 	srv := &http.Server{
-		Handler:           p,
+		Handler:           active.track(p),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    p.maxHead,
@@ -198,10 +202,50 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
 	defer stop()
 	err := srv.Serve(ln)
+	_ = srv.Close()
+	active.closeAndWait()
 	if ctx.Err() != nil || errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return fmt.Errorf("llmproxy: serving on %s: %w", ln.Addr(), err)
+}
+
+// handlers counts the requests a server is handling, so that Serve can wait for them.
+type handlers struct {
+	mu     sync.Mutex
+	idle   sync.Cond
+	n      int
+	closed bool
+}
+
+func (a *handlers) track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		if a.closed {
+			a.mu.Unlock()
+			return // the server is shutting down; the connection is closed already
+		}
+		a.n++
+		a.mu.Unlock()
+		defer func() {
+			a.mu.Lock()
+			a.n--
+			if a.n == 0 {
+				a.idle.Broadcast()
+			}
+			a.mu.Unlock()
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (a *handlers) closeAndWait() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = true
+	for a.n > 0 {
+		a.idle.Wait()
+	}
 }
 
 // ServeHTTP forwards one request from the guest to the provider, or refuses it.

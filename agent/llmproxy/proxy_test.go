@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"sync"
 	"testing"
@@ -54,7 +56,11 @@ func (u *upstream) requests() []*http.Request {
 	return append([]*http.Request(nil), u.reqs...)
 }
 
+// serving maps each proxy a test serves to the function that stops it.
+var serving sync.Map
+
 // serve starts p on a 127.0.0.1 listener, as the VM side would, and returns its base URL.
+// The test's end, or finalStats, stops it.
 func serve(t *testing.T, p *Proxy) string {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -64,13 +70,29 @@ func serve(t *testing.T, p *Proxy) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve after cancel: %v", err)
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve after cancel: %v", err)
+			}
+		})
+	}
+	serving.Store(p, stop)
+	t.Cleanup(stop)
 	return "http://" + ln.Addr().String()
+}
+
+// finalStats stops serving p and returns its Stats, which are final once Serve returned.
+func finalStats(t *testing.T, p *Proxy) Stats {
+	t.Helper()
+	stop, ok := serving.Load(p)
+	if !ok {
+		t.Fatal("finalStats of a proxy serve did not start")
+	}
+	stop.(func())()
+	return p.Stats()
 }
 
 func newProxy(t *testing.T, cfg Config) (*Proxy, string) {
@@ -273,7 +295,7 @@ func TestOnlyClaudeCodeAPICallsAreForwarded(t *testing.T) {
 	if n := len(up.requests()); n != 4 {
 		t.Errorf("provider got %d requests, want the 4 allowed ones", n)
 	}
-	if s := p.Stats(); s.Refused != 8 || s.Status[403] != 8 || s.Status[200] != 4 || s.Requests != 12 {
+	if s := finalStats(t, p); s.Refused != 8 || s.Status[403] != 8 || s.Status[200] != 4 || s.Requests != 12 {
 		t.Errorf("stats %+v; want 12 requests, 8 refused with 403, 4 with 200", s)
 	}
 }
@@ -363,6 +385,50 @@ func TestSSEStreamsIncrementally(t *testing.T) {
 	}
 }
 
+// slowStream is a provider's streamed body that sends one event, then blocks until the
+// request is cancelled, and then takes a while to give up, as a connection's teardown may.
+type slowStream struct {
+	ctx  context.Context
+	sent bool
+}
+
+func (s *slowStream) Read(p []byte) (int, error) {
+	if !s.sent {
+		s.sent = true
+		return copy(p, "event: ping\ndata: {\"type\":\"ping\"}\n\n"), nil
+	}
+	<-s.ctx.Done()
+	time.Sleep(300 * time.Millisecond)
+	return 0, s.ctx.Err()
+}
+
+func (s *slowStream) Close() error { return nil }
+
+type slowTransport struct{}
+
+func (slowTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{
+		StatusCode: 200, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, ContentLength: -1, Request: r,
+		Header: http.Header{"Content-Type": {"text/event-stream"}}, Body: &slowStream{ctx: r.Context()},
+	}, nil
+}
+
+func TestServeWaitsForStreamsWhenItStops(t *testing.T) {
+	p, url := newProxy(t, Config{BaseURL: "https://api.anthropic.com", Transport: slowTransport{}})
+	resp, err := http.Post(url+"/v1/messages", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	s := finalStats(t, p) // stops Serve with the stream open
+	if s.Requests != 1 || s.Status[200] != 1 || s.BytesOut == 0 {
+		t.Errorf("stats once Serve returned %+v; want the open stream counted (1 request, a 200, its bytes)", s)
+	}
+}
+
 func TestRequestBodyLimit(t *testing.T) {
 	up := newUpstream(t, nil)
 	p, url := newProxy(t, Config{BaseURL: up.URL, MaxBodyBytes: 1024})
@@ -389,12 +455,14 @@ func TestRequestBodyLimit(t *testing.T) {
 	if typ, _ := errorOf(t, string(b2)); resp2.StatusCode != 413 || typ != "request_too_large" {
 		t.Errorf("a chunked 1025-byte body: %d %s, want 413 request_too_large", resp2.StatusCode, b2)
 	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
 	for i, body := range up.body {
 		if len(body) > 1024 {
 			t.Errorf("provider request %d got a %d-byte body; at most 1024 may pass", i, len(body))
 		}
 	}
-	if s := p.Stats(); s.Status[413] != 2 || s.Refused != 2 {
+	if s := finalStats(t, p); s.Status[413] != 2 || s.Refused != 2 {
 		t.Errorf("stats %+v; want two 413s counted as refused", s)
 	}
 }
@@ -439,7 +507,7 @@ func TestProviderErrorsPassThrough(t *testing.T) {
 			if resp.StatusCode != tc.status || body != want {
 				t.Errorf("guest got %d %q, want %d %q", resp.StatusCode, body, tc.status, want)
 			}
-			s := p.Stats()
+			s := finalStats(t, p)
 			if s.Status[tc.status] != 1 {
 				t.Errorf("stats %+v; want one %d", s, tc.status)
 			}
@@ -467,7 +535,7 @@ func TestUnreachableProviderIs502NamingTheHost(t *testing.T) {
 	if strings.Contains(body, testKey) || headersContain(resp.Header, testKey) {
 		t.Errorf("the 502 carries the key: %v %q", resp.Header, body)
 	}
-	if s := p.Stats(); s.UpstreamErrors != 1 || s.Status[502] != 1 {
+	if s := finalStats(t, p); s.UpstreamErrors != 1 || s.Status[502] != 1 {
 		t.Errorf("stats %+v; want one upstream error, one 502", s)
 	}
 }
@@ -518,8 +586,42 @@ func TestKeyNeverReachesTheGuest(t *testing.T) {
 			t.Errorf("case %s: body %q; want the key masked in place", c, body)
 		}
 	}
-	if e := p.Stats().LastProviderError; e == nil || strings.Contains(e.Message, testKey) {
+	if e := finalStats(t, p).LastProviderError; e == nil || strings.Contains(e.Message, testKey) {
 		t.Errorf("LastProviderError %+v; want the 401 with the key masked", e)
+	}
+}
+
+func TestInformationalRepliesAndTrailersAreNotForwarded(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</hint>; key="+r.Header.Get("X-Api-Key"))
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		w.Header().Set("Trailer", "X-Echo")
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprint(w, "{}")
+		w.Header().Set("X-Echo", r.Header.Get("X-Api-Key"))
+	})
+	p, url := newProxy(t, Config{BaseURL: up.URL})
+	var got1xx []int
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		got1xx = append(got1xx, code)
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodPost, url+"/v1/messages", strings.NewReader("{}"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if len(got1xx) != 0 {
+		t.Errorf("guest got informational replies %v", got1xx)
+	}
+	if resp.StatusCode != 200 || headersContain(resp.Trailer, testKey) || headersContain(resp.Header, testKey) {
+		t.Errorf("status %d, header %v, trailer %v; want 200 without the key", resp.StatusCode, resp.Header, resp.Trailer)
+	}
+	if s := finalStats(t, p); s.Status[200] != 1 || len(s.Status) != 1 {
+		t.Errorf("status counts %v; want one 200 and no 103", s.Status)
 	}
 }
 
@@ -576,7 +678,7 @@ func TestStatsCountBytes(t *testing.T) {
 	p, url := newProxy(t, Config{BaseURL: up.URL})
 	post(t, url+"/v1/messages", "abcde", nil)
 	post(t, url+"/v1/messages", "fgh", nil)
-	s := p.Stats()
+	s := finalStats(t, p)
 	if s.Requests != 2 || s.BytesIn != 8 || s.BytesOut != 20 || s.Status[200] != 2 || s.LastProviderError != nil {
 		t.Errorf("stats %+v; want 2 requests, 8 bytes in, 20 out, two 200s, no provider error", s)
 	}

@@ -14,7 +14,7 @@ import (
 
 // Stats is what a proxy has done so far.
 type Stats struct {
-	Requests       int64         // requests received from the guest, refused ones included
+	Requests       int64         // requests from the guest whose reply has ended, refused ones included
 	Refused        int64         // answered by the proxy itself: path not allowed, too large, too many in flight
 	UpstreamErrors int64         // requests the provider did not answer (a 502)
 	BytesIn        int64         // request body bytes read from the guest
@@ -167,9 +167,29 @@ type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	late   http.Header
 }
 
+// Header is the reply's header until it is sent. After that, what is set would go out as
+// trailers, which arrive past the key check in modifyResponse and which the API does not
+// use: they go to a map nobody sends.
+func (r *recorder) Header() http.Header {
+	if r.status != 0 {
+		if r.late == nil {
+			r.late = http.Header{}
+		}
+		return r.late
+	}
+	return r.ResponseWriter.Header()
+}
+
+// WriteHeader passes the final status on. Informational (1xx) replies the provider sends
+// before it are not forwarded: their headers would reach the guest without the key check
+// in modifyResponse, and claude-code needs none of them.
 func (r *recorder) WriteHeader(status int) {
+	if status < 200 {
+		return
+	}
 	if r.status == 0 {
 		r.status = status
 	}
