@@ -359,6 +359,7 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		return // the guest went away; nobody reads an answer
 	}
 	p.counters.upstreamErrors.Add(1)
+	p.log.Warn("llm proxy: no reply from the provider", "provider", p.base.Host, "error", mask(err.Error(), p.key))
 	p.writeError(w, http.StatusBadGateway, "api_error",
 		fmt.Sprintf("voidbox llm proxy: no reply from the provider %s: %v", p.base.Host, err))
 }
