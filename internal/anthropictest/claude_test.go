@@ -52,10 +52,10 @@ func TestRealClaudeCode(t *testing.T) {
 		if !m.Stream {
 			t.Errorf("request %d did not ask to stream", i)
 		}
-		sawSkill = sawSkill || r.Contains("Greets people in Klingon7731")
+		sawSkill = sawSkill || strings.Contains(m.SystemText(), "Greets people in Klingon7731")
 	}
 	if !sawSkill {
-		t.Errorf("no request shows the model the skill's description")
+		t.Errorf("no request's system prompt shows the model the skill's description")
 	}
 	m1, _ := reqs[1].Messages()
 	if tr := m1.ToolResults(); len(tr) != 1 || !strings.Contains(tr[0].Content, "from-bash") || tr[0].IsError {

@@ -74,9 +74,17 @@ type ToolResult struct {
 	IsError   bool
 }
 
-// SystemText is the system prompt as one string: its text blocks joined by newlines.
+// SystemText is the system prompt as one string: the text of the top-level system field and
+// of the messages with role "system" (claude-code 2.1 sends its skill list and context that
+// way), joined by newlines.
 func (m MessagesRequest) SystemText() string {
-	return flattenText(m.System)
+	parts := []string{flattenText(m.System)}
+	for _, msg := range m.Messages {
+		if msg.Role == "system" {
+			parts = append(parts, msg.Text())
+		}
+	}
+	return strings.Join(parts, "\n")
 }
 
 // ToolNames lists the names of the tools the request offers.

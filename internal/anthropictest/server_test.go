@@ -196,6 +196,7 @@ func TestRequestsAreRecorded(t *testing.T) {
 		"tools":  []any{map[string]any{"name": "Bash"}, map[string]any{"name": "Write"}},
 		"messages": []any{
 			map[string]any{"role": "user", "content": "first"},
+			map[string]any{"role": "system", "content": []any{map[string]any{"type": "text", "text": "Skill greet: greets"}}},
 			map[string]any{"role": "assistant", "content": []any{map[string]any{"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": map[string]any{"command": "ls"}}}},
 			map[string]any{"role": "user", "content": []any{map[string]any{"type": "tool_result", "tool_use_id": "toolu_1", "content": []any{map[string]any{"type": "text", "text": "input\n"}}}}},
 		},
@@ -217,7 +218,7 @@ func TestRequestsAreRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := m.SystemText(); got != "You are claude.\nSkill review: checks diffs" {
+	if got := m.SystemText(); got != "You are claude.\nSkill review: checks diffs\nSkill greet: greets" {
 		t.Errorf("SystemText %q", got)
 	}
 	if got := m.ToolNames(); !reflect.DeepEqual(got, []string{"Bash", "Write"}) {
