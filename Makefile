@@ -29,7 +29,7 @@ test: setup contracts guest
 # The smaller VM job on Debian's cloud kernel (modules loaded by the agent): the
 # guest basics, the agent and the QEMU channel, booted on that kernel.
 test-debian-kernel: setup guest
-	VOIDBOX_TEST_KERNEL=debian $(GO) test -count=1 -timeout 20m -run 'TestGuestBasics|TestAgentInRealVM|TestBootAgentChannel|TestSmallestBoxBoots|TestPrivateSecretAndOneSessionInRealVM|TestStageSeccompInRealVM|TestNetworkInRealVM|TestFileSystemsInRealVM' ./sandbox/vm ./guest-agent ./qemu
+	VOIDBOX_TEST_KERNEL=debian $(GO) test -count=1 -timeout 20m -run 'TestGuestBasics|TestAgentInRealVM|TestBootAgentChannel|TestSmallestBoxBoots|TestPrivateSecretAndOneSessionInRealVM|TestStageSeccompInRealVM|TestNetworkInRealVM|TestFileSystemsInRealVM|TestForwardInRealVM' ./sandbox/vm ./guest-agent ./qemu
 
 # Fast tests only: no VM boots.
 test-short: contracts

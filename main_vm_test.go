@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voidbox/voidbox/internal/anthropictest"
 	"github.com/voidbox/voidbox/internal/ocitest"
 	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/internal/vmtest"
@@ -39,6 +40,14 @@ func TestVMExamples(t *testing.T) {
 				ocitest.Push(t, ref, ocitest.DebianPython(t))
 				args = append(args, "--set", "image="+ref)
 			}
+			if filepath.Base(f) == "agent.star" {
+				// The real claude-code, against a scripted Messages API on 127.0.0.1.
+				srv := anthropictest.New(t, anthropictest.Script{Turns: []anthropictest.Turn{
+					anthropictest.Reply(anthropictest.Text("Upgrade openssl 1.1.1 first: it is past end of life.")),
+				}})
+				t.Setenv("VOIDBOX_TEST_KEY", "sk-voidbox-example")
+				args = append(args, "--set", "llm_base_url="+srv.URL, "--set", "llm_key_env=VOIDBOX_TEST_KEY")
+			}
 			r := voidbox(t, vmArgs(t, args...)...)
 			if r.code != exitOK {
 				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
@@ -47,6 +56,10 @@ func TestVMExamples(t *testing.T) {
 			case "hello.star":
 				if !strings.Contains(r.stdout, img.Release) {
 					t.Errorf("hello output %q lacks the guest kernel release %q", r.stdout, img.Release)
+				}
+			case "agent.star":
+				if strings.TrimSpace(r.stdout) != "10" {
+					t.Errorf("agent.star output %q, want the word count of the agent's answer, 10", r.stdout)
 				}
 			case "python.star":
 				if !strings.Contains(r.stdout, "python 3.11") || !strings.Contains(r.stdout, "on linux\n5050") {

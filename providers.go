@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/voidbox/voidbox/agent/claudecode"
 	"github.com/voidbox/voidbox/chv"
 	"github.com/voidbox/voidbox/guestimage"
 	"github.com/voidbox/voidbox/internal/vmstate"
@@ -28,10 +29,11 @@ const envMockScript = "VOIDBOX_MOCK_SCRIPT"
 
 // vmSettings are the flags that choose and configure the microVM sandbox.
 type vmSettings struct {
-	guestSource // --kernel, --initramfs, --guest-image, --insecure-registry
-	vmm         string
-	accel       string
-	networkLog  string
+	guestSource  // --kernel, --initramfs, --guest-image, --insecure-registry
+	vmm          string
+	accel        string
+	networkLog   string
+	agentVersion string
 }
 
 func addVMFlags(fs *pflag.FlagSet) *vmSettings {
@@ -41,6 +43,7 @@ func addVMFlags(fs *pflag.FlagSet) *vmSettings {
 	fs.StringVar(&s.kernel, "kernel", "", "guest kernel (default $VOIDBOX_KERNEL, then the image built by 'voidbox guest build')")
 	fs.StringVar(&s.initramfs, "initramfs", "", "guest initramfs (default $VOIDBOX_INITRAMFS, then the built image)")
 	addGuestImageFlags(fs, &s.guestSource)
+	fs.StringVar(&s.agentVersion, "agent-version", "", "claude-code version agent boxes run (default: the pinned one; installed on first use, see 'voidbox agent install')")
 	fs.StringVar(&s.networkLog, "network-log", "", "append every egress decision of networked boxes to this file as JSON lines (- for stderr)")
 	return s
 }
@@ -133,7 +136,13 @@ func openVM(ctx context.Context, vs vmSettings, netLog *slog.Logger, verbose boo
 		}
 		return nil, err
 	}
-	return vm.New(vm.Options{VMM: vmm, Kernel: img.Kernel, Initramfs: img.Initramfs, Network: network.Config{Log: netLog}, Images: store})
+	if vs.agentVersion != "" {
+		if err := claudecode.CheckVersion(vs.agentVersion); err != nil {
+			return nil, usageErrorf("--agent-version: %w", err)
+		}
+	}
+	return vm.New(vm.Options{VMM: vmm, Kernel: img.Kernel, Initramfs: img.Initramfs, Network: network.Config{Log: netLog}, Images: store,
+		AgentVersion: vs.agentVersion})
 }
 
 // openNetworkLog opens --network-log: nil (no log) for "", stderr for "-", else the

@@ -40,6 +40,7 @@ func TestExamples(t *testing.T) {
 		"failure.star":  {"fan_out(flaky, steady)", "fallback"},
 		"text.star":     {"pipe(source, sort_lines, upper, fan_out(lines_count, sha256))"},
 		"python.star":   {"pipe(python)"},
+		"agent.star":    {"pipe(source, analyse, words)"},
 	}
 	files, err := filepath.Glob("../examples/*.star")
 	if err != nil || len(files) != len(cases) {

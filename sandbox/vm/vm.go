@@ -43,6 +43,13 @@ type Options struct {
 	Images *oci.Store
 	// ImagePull says when a tag is resolved against its registry (once per provider).
 	ImagePull oci.PullPolicy
+	// AgentVersion and AgentCache choose claude-code for agent stages (empty: the
+	// pinned version, ~/.voidbox/agents/claude-code).
+	AgentVersion, AgentCache string
+	// ClaudeBaseURL replaces https://api.anthropic.com for llm.claude (tests).
+	ClaudeBaseURL string
+	// Getenv reads the host's environment for provider keys; nil is os.Getenv.
+	Getenv func(string) string
 }
 
 // Provider opens microVM sandboxes.
@@ -80,21 +87,28 @@ func (p *Provider) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime.
 	if err != nil {
 		return nil, fmt.Errorf("box %s: state dir: %w", spec.Name, err)
 	}
-	bn, err := p.openNetwork(spec, stateDir)
+	ag, err := p.openAgent(ctx, spec, stateDir, fs)
 	if err != nil {
 		os.RemoveAll(stateDir)
 		return nil, fmt.Errorf("box %s: %w", spec.Name, err)
 	}
-	sb, err := p.boot(ctx, spec, stateDir, bn, fs)
+	bn, err := p.openNetwork(spec, stateDir)
+	if err != nil {
+		ag.close()
+		os.RemoveAll(stateDir)
+		return nil, fmt.Errorf("box %s: %w", spec.Name, err)
+	}
+	sb, err := p.boot(ctx, spec, stateDir, bn, fs, ag)
 	if err != nil {
 		bn.close()
+		ag.close()
 		os.RemoveAll(stateDir)
 		return nil, err
 	}
 	return sb, nil
 }
 
-func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir string, bn *boxNetwork, fs *boxFS) (*Sandbox, error) {
+func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir string, bn *boxNetwork, fs *boxFS, ag *agentBox) (*Sandbox, error) {
 	secret, err := proto.NewSecret()
 	if err != nil {
 		return nil, fmt.Errorf("box %s: secret: %w", spec.Name, err)
@@ -130,6 +144,9 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 		Disks:     fs.disks,
 		Shares:    fs.shares,
 	}
+	if ag != nil {
+		boot.Forwards = append(boot.Forwards, proto.Forward{Name: llmForward, Port: llmGuestPort})
+	}
 	if bn != nil {
 		boot.Net = bn.guest()
 		vmcfg.NetworkSocket, vmcfg.NetworkAttach, vmcfg.MAC = bn.socket, bn.attach, boot.Net.MAC
@@ -143,13 +160,14 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 	if err != nil {
 		return nil, fmt.Errorf("box %s: boot %s: %w", spec.Name, p.opts.VMM.Name(), err)
 	}
-	sb := &Sandbox{name: spec.Name, machine: m, stateDir: stateDir, grace: p.opts.ShutdownGrace, memoryMB: limits.MemoryMB, net: bn, fs: fs}
+	sb := &Sandbox{name: spec.Name, machine: m, stateDir: stateDir, grace: p.opts.ShutdownGrace, memoryMB: limits.MemoryMB, net: bn, fs: fs, agent: ag}
 	client, err := p.connect(ctx, m, secret)
 	if err != nil {
 		sb.kill()
 		return nil, fmt.Errorf("box %s: %w", spec.Name, sb.explain(err))
 	}
 	sb.client = client
+	ag.serve(client)
 	return sb, nil
 }
 
@@ -193,6 +211,7 @@ type Sandbox struct {
 	memoryMB int         // the stage cgroup's memory limit
 	net      *boxNetwork // nil without network = True
 	fs       *boxFS
+	agent    *agentBox // nil for a command stage
 	once     sync.Once
 	closeErr error
 }
@@ -277,6 +296,7 @@ func (s *Sandbox) Close() error {
 		if s.client != nil {
 			s.client.Close()
 		}
+		s.agent.close()
 		s.closeErr = s.machine.Shutdown(ctx)
 		s.net.close()
 		if err := os.RemoveAll(s.stateDir); err != nil && s.closeErr == nil {
@@ -289,6 +309,10 @@ func (s *Sandbox) Close() error {
 func (s *Sandbox) kill() {
 	s.once.Do(func() {
 		s.closeErr = s.machine.Kill()
+		if s.client != nil {
+			s.client.Close()
+		}
+		s.agent.close()
 		s.net.close()
 		os.RemoveAll(s.stateDir)
 	})
