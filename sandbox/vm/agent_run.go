@@ -7,6 +7,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/voidbox/voidbox/agent/streamjson"
 	"github.com/voidbox/voidbox/internal/termsafe"
@@ -87,8 +88,17 @@ func (p *Provider) RunAgent(ctx context.Context, sb runtime.Sandbox, st *runtime
 			return runtime.AgentResult{}, fmt.Errorf("skill %s: %w", sk.Name, err)
 		}
 	}
-	prompt := st.Prompt + "\n\nThe input of this stage is in the file /workspace/input."
-	args := []string{"claude", "-p", prompt, "--output-format", "stream-json", "--verbose", "--dangerously-skip-permissions"}
+	env := agentEnv(st.Env)
+	skills := collectAgentSkills(st.Skills)
+	if len(skills.path) > 0 {
+		env["PATH"] = strings.Join(skills.path, ":") + ":" + env["PATH"]
+	}
+	extraArgs, extraPrompt, err := skills.prepare(ctx, s, env)
+	if err != nil {
+		return runtime.AgentResult{}, err
+	}
+	prompt := st.Prompt + "\n\nThe input of this stage is in the file /workspace/input." + extraPrompt
+	args := append([]string{"claude", "-p", prompt, "--output-format", "stream-json", "--verbose", "--dangerously-skip-permissions"}, extraArgs...)
 	if m := s.agent.llm.Model; m != "" {
 		args = append(args, "--model", m)
 	}
@@ -96,7 +106,10 @@ func (p *Provider) RunAgent(ctx context.Context, sb runtime.Sandbox, st *runtime
 	// stderr is claude-code's own log, capped like a command's.
 	parser := streamjson.NewParser(streamjson.Options{})
 	stderr := &capped{max: 1 << 20}
-	req := runtime.ExecRequest{Args: args, Env: agentEnv(st.Env), Dir: runtime.WorkDir, Stdout: parser, Stderr: stderr}
+	req := runtime.ExecRequest{Args: args, Env: env, Dir: runtime.WorkDir, Stdout: parser, Stderr: stderr}
+	if dl, ok := ctx.Deadline(); ok {
+		req.Timeout = max(time.Until(dl), time.Millisecond) // the guest ends claude-code itself
+	}
 	res, err := s.Exec(ctx, req)
 	out := runtime.AgentResult{Stderr: stderr.String(), ExitCode: res.ExitCode, Signal: res.Signal}
 	if err != nil {

@@ -98,8 +98,8 @@ func (p *Provider) openFS(ctx context.Context, spec runtime.SandboxSpec) (*boxFS
 	}
 	var unbound []string
 	for _, sk := range spec.Skills {
-		if spec.Agent && (sk.Kind == runtime.SkillAgent || sk.Kind == runtime.SkillFile) {
-			continue // the agent and the files it reads: RunAgent binds them
+		if spec.Agent && sk.Kind != runtime.SkillImage {
+			continue // the agent, its files, MCP servers and tools: RunAgent binds them
 		}
 		if sk.Kind != runtime.SkillImage {
 			unbound = append(unbound, fmt.Sprintf("%s %q", sk.Kind, sk.Name))
@@ -114,7 +114,7 @@ func (p *Provider) openFS(ctx context.Context, spec runtime.SandboxSpec) (*boxFS
 		fs.mounts = append(fs.mounts, proto.Mount{Kind: proto.MountDisk, Source: id, Path: sk.MountPath, ReadOnly: true})
 	}
 	if len(unbound) > 0 {
-		return nil, fmt.Errorf("skills %s are %w yet (image skills are bound to a VM, and agent and file skills to an agent box); remove them from skills=", strings.Join(unbound, ", "), runtime.ErrUnsupported)
+		return nil, fmt.Errorf("skills %s are %w yet (a command box binds image skills only; the others are an agent box's); remove them from skills=", strings.Join(unbound, ", "), runtime.ErrUnsupported)
 	}
 	for i, m := range spec.Mounts {
 		host, err := p.checkHostPath(m.Host, m.Mode == runtime.MountRW)

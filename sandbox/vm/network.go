@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/voidbox/voidbox/guest-agent/proto"
@@ -37,9 +38,20 @@ type boxNetwork struct {
 // nil for a box without network.
 func (p *Provider) openNetwork(spec runtime.SandboxSpec, stateDir string) (*boxNetwork, error) {
 	if !spec.Network {
+		if _, err := remoteEgress(spec); spec.Agent && err != nil {
+			return nil, err
+		}
 		return nil, nil
 	}
-	policy, err := network.ParsePolicy(spec.Egress)
+	egress := spec.Egress
+	if spec.Agent {
+		remotes, err := remoteEgress(spec)
+		if err != nil {
+			return nil, err
+		}
+		egress = append(slices.Clip(egress), remotes...)
+	}
+	policy, err := network.ParsePolicy(egress)
 	if err != nil {
 		return nil, err
 	}
