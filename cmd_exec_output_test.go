@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"regexp"
 	"strings"
+
+	"github.com/voidbox/voidbox/runtime"
 	"testing"
 )
 
@@ -220,5 +222,13 @@ func TestDoctorWithoutQEMU(t *testing.T) {
 	}
 	if k := rows["kvm"]; strings.Contains(k, "guest image") {
 		t.Errorf("kvm row %q blames the guest image, which is there", k)
+	}
+}
+
+func TestDescribeToolEvent(t *testing.T) {
+	e := runtime.Event{Kind: runtime.EventTool, Tool: &runtime.ToolCall{Name: "Bash\x1b[2J", Input: "{\"command\":\n\"" + strings.Repeat("x", 100) + "\"}"}}
+	got := describeEvent(e)
+	if strings.Contains(got, "\x1b") || strings.Contains(got, "\n") || !strings.HasPrefix(got, "tool Bash") || !strings.HasSuffix(got, "...") {
+		t.Errorf("describeEvent = %q: want one clean line, cut", got)
 	}
 }

@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/voidbox/voidbox/internal/termsafe"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -48,6 +50,11 @@ func describeEvent(e runtime.Event) string {
 		return fmt.Sprintf("retry after: %v", e.Err)
 	case runtime.EventSkip:
 		return "skipped"
+	case runtime.EventTool:
+		if e.Tool == nil {
+			return "tool"
+		}
+		return "tool " + termsafe.Clean(e.Tool.Name) + " " + truncateRunes(termsafe.Clean(e.Tool.Input), 80)
 	case runtime.EventEnd:
 		status, detail := "ok", ""
 		if e.Result != nil && e.Result.Status != runtime.StatusOK {
@@ -69,4 +76,13 @@ func duration(d time.Duration) string {
 		return fmt.Sprintf("%dms", d.Milliseconds())
 	}
 	return fmt.Sprintf("%.3fs", d.Seconds())
+}
+
+// truncateRunes keeps the first n runes of s on one line, marking a cut with "...".
+func truncateRunes(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n]) + "..."
+	}
+	return s
 }

@@ -1,5 +1,7 @@
 package runtime
 
+import "context"
+
 // AgentReport is an agent stage's run as its agent (claude-code) reported it: the
 // stage's `agent` field in run() results and --json. Command stages have none.
 type AgentReport struct {
@@ -19,4 +21,18 @@ type AgentReport struct {
 type ToolCall struct {
 	Name  string `json:"name"`
 	Input string `json:"input"`
+}
+
+type toolReporterKey struct{}
+
+// ReportToolCall tells the live view that an agent stage's agent called a tool. An
+// AgentRunner calls it with the ctx RunAgent got; elsewhere it does nothing.
+func ReportToolCall(ctx context.Context, call ToolCall) {
+	if f, ok := ctx.Value(toolReporterKey{}).(func(ToolCall)); ok {
+		f(call)
+	}
+}
+
+func withToolReporter(ctx context.Context, f func(ToolCall)) context.Context {
+	return context.WithValue(ctx, toolReporterKey{}, f)
 }

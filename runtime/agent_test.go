@@ -22,6 +22,9 @@ func (a *reportingAgent) Open(ctx context.Context, spec runtime.SandboxSpec) (ru
 }
 
 func (a *reportingAgent) RunAgent(ctx context.Context, sb runtime.Sandbox, st *runtime.Stage, input string) (runtime.AgentResult, error) {
+	for _, c := range a.report.ToolCalls {
+		runtime.ReportToolCall(ctx, c)
+	}
 	return runtime.AgentResult{Stdout: a.report.Result, Agent: a.report}, nil
 }
 
@@ -33,7 +36,15 @@ func agentStage(name string) *runtime.Stage {
 func TestAgentReportInResult(t *testing.T) {
 	rep := &runtime.AgentReport{Result: "all done\n", Turns: 2, Model: "claude-x", ToolCalls: []runtime.ToolCall{{Name: "Bash", Input: `{"command":"ls"}`}}}
 	a := &reportingAgent{Provider: mock.New(nil), report: rep}
-	res := run(t, &runtime.Executor{Provider: a}, agentStage("think"))
+	var tools []string
+	res := run(t, &runtime.Executor{Provider: a, OnEvent: func(e runtime.Event) {
+		if e.Kind == runtime.EventTool && e.Stage == "think" {
+			tools = append(tools, e.Tool.Name+" "+e.Tool.Input)
+		}
+	}}, agentStage("think"))
+	if len(tools) != 1 || tools[0] != `Bash {"command":"ls"}` {
+		t.Errorf("tool events %q, want the agent's Bash call as it happened", tools)
+	}
 	sr := res.Stages["think"]
 	if sr.Status != runtime.StatusOK || sr.Output != "all done\n" || sr.Agent != rep {
 		t.Fatalf("stage %+v, want succeeded with the agent's result and report", sr)

@@ -206,7 +206,8 @@ func (r *run) execute(sb Sandbox, s *Stage, input string, agent AgentRunner) (o 
 		}
 	}()
 	if agent != nil {
-		res, err := agent.RunAgent(ctx, sb, s, input)
+		report := func(c ToolCall) { r.emit(Event{Stage: s.Name, Kind: EventTool, Tool: &c}) }
+		res, err := agent.RunAgent(withToolReporter(ctx, report), sb, s, input)
 		stdout.WriteString(res.Stdout)
 		stderr.WriteString(res.Stderr)
 		o.stdout, o.stderr = stdout.String(), stderr.String()

@@ -60,6 +60,7 @@ type Event struct {
 	Duration time.Duration
 	Err      error
 	Result   *StageResult
+	Tool     *ToolCall // EventTool: the call the agent just made
 }
 
 // EventKind says what happened to a stage.
@@ -70,4 +71,5 @@ const (
 	EventRetry EventKind = "retry"
 	EventEnd   EventKind = "end"
 	EventSkip  EventKind = "skip"
+	EventTool  EventKind = "tool" // an agent stage's agent called a tool
 )

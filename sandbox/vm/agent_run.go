@@ -104,7 +104,9 @@ func (p *Provider) RunAgent(ctx context.Context, sb runtime.Sandbox, st *runtime
 	}
 	// The stream-json events are parsed as they arrive (the parser bounds what it keeps);
 	// stderr is claude-code's own log, capped like a command's.
-	parser := streamjson.NewParser(streamjson.Options{})
+	parser := streamjson.NewParser(streamjson.Options{OnToolCall: func(c streamjson.ToolCall) {
+		runtime.ReportToolCall(ctx, runtime.ToolCall{Name: c.Name, Input: string(c.Input)})
+	}})
 	stderr := &capped{max: 1 << 20}
 	req := runtime.ExecRequest{Args: args, Env: env, Dir: runtime.WorkDir, Stdout: parser, Stderr: stderr}
 	if dl, ok := ctx.Deadline(); ok {
