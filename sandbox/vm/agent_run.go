@@ -117,6 +117,9 @@ func (p *Provider) RunAgent(ctx context.Context, sb runtime.Sandbox, st *runtime
 	if err != nil {
 		return out, err
 	}
+	if res.TimedOut {
+		return out, fmt.Errorf("claude-code was stopped at the stage's timeout: %w", context.DeadlineExceeded)
+	}
 	rep, perr := parser.Close()
 	out.Agent = report(rep)
 	out.Stdout = rep.Result

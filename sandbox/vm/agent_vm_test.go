@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -111,23 +113,58 @@ func TestAgentStageInVM(t *testing.T) {
 	}
 }
 
-// TestAgentProviderRefusal: a provider that refuses the key fails the stage with the
-// provider's reason.
+// TestAgentProviderRefusal: a provider that refuses the key, or fails, fails the stage
+// with the provider's reason.
 func TestAgentProviderRefusal(t *testing.T) {
 	vmtest.Require(t)
-	refuse := anthropictest.Error(401, "authentication_error", "invalid x-api-key")
-	srv := anthropictest.New(t, anthropictest.Script{Turns: []anthropictest.Turn{refuse}, Then: &refuse})
-	spec, st := agentSpec("refused", &runtime.LLM{Provider: "custom", BaseURL: srv.URL, APIKeyEnv: testKeyEnv})
-	p := agentProvider(t, "sk-wrong")
-	s := openWith(t, p, spec)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	res, err := p.RunAgent(ctx, s, st, "")
-	if err != nil {
-		t.Fatalf("RunAgent: %v", err)
+	for _, tc := range []struct {
+		status int
+		typ    string
+	}{{401, "authentication_error"}, {500, "api_error"}} {
+		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
+			refuse := anthropictest.Error(tc.status, tc.typ, "scripted refusal")
+			srv := anthropictest.New(t, anthropictest.Script{Turns: []anthropictest.Turn{refuse}, Then: &refuse})
+			spec, st := agentSpec("refused", &runtime.LLM{Provider: "custom", BaseURL: srv.URL, APIKeyEnv: testKeyEnv})
+			p := agentProvider(t, "sk-test")
+			s := openWith(t, p, spec)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			res, err := p.RunAgent(ctx, s, st, "")
+			if err != nil {
+				t.Fatalf("RunAgent: %v", err)
+			}
+			want := fmt.Sprintf("provider answered %d %s: scripted refusal", tc.status, tc.typ)
+			if res.Agent == nil || !res.Agent.IsError || !strings.Contains(res.Agent.Result, want) {
+				t.Fatalf("report %+v, want is_error with %q", res.Agent, want)
+			}
+		})
 	}
-	if res.Agent == nil || !res.Agent.IsError || !strings.Contains(res.Agent.Result, "401") {
-		t.Fatalf("report %+v, want is_error naming the 401", res.Agent)
+}
+
+// TestAgentStageTimeout: an agent still working at the stage's timeout is stopped in
+// the guest, and the VM stays usable (nothing of claude-code left running).
+func TestAgentStageTimeout(t *testing.T) {
+	vmtest.Require(t)
+	srv := anthropictest.New(t, anthropictest.Script{Turns: []anthropictest.Turn{
+		anthropictest.Reply(anthropictest.Bash("tail -f /dev/null")),
+	}})
+	spec, st := agentSpec("slow", &runtime.LLM{Provider: "custom", BaseURL: srv.URL, APIKeyEnv: testKeyEnv})
+	p := agentProvider(t, "sk-test")
+	s := openWith(t, p, spec)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	_, err := p.RunAgent(ctx, s, st, "")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("RunAgent at the timeout: %v, want a deadline error", err)
+	}
+	if len(srv.MessageRequests()) == 0 {
+		t.Fatal("claude-code never reached the model: the timeout proves nothing")
+	}
+	var out strings.Builder
+	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel2()
+	if _, err := s.Exec(ctx2, runtime.ExecRequest{Args: []string{"sh", "-c", "cat /proc/[0-9]*/comm | grep -c -e claude -e tail; true"}, Stdout: &out}); err != nil || strings.TrimSpace(out.String()) != "0" {
+		t.Errorf("after the timeout: %q processes of claude-code or its tool still run (%v)", out.String(), err)
 	}
 }
 
