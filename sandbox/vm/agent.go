@@ -24,19 +24,22 @@ const (
 	llmSocket      = "llm.sock"
 	claudeAgent    = "claude-code"
 	keyPlaceholder = "voidbox-placeholder-key" // what the guest holds; the proxy replaces it
+	agentDiskID    = "agent"
+	agentMount     = "/opt/voidbox/agent" // claude-code's disk in a box with its own image
 )
 
 // agentBox is what an agent stage adds to its VM: claude-code's root disk (for a box
 // without image=) and its provider's credential proxy, served on a unix socket in the
 // state dir that only this VM's agent channel dials.
 type agentBox struct {
-	llm    runtime.LLM
-	proxy  *llmproxy.Proxy
-	ln     net.Listener
-	socket string
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	once   sync.Once
+	llm     runtime.LLM
+	mounted bool // claude-code's disk is at agentMount beside the box's image
+	proxy   *llmproxy.Proxy
+	ln      net.Listener
+	socket  string
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	once    sync.Once
 }
 
 // provider is the box's LLM with its defaults: Anthropic's API with the key in
@@ -101,9 +104,6 @@ func (p *Provider) openAgent(ctx context.Context, spec runtime.SandboxSpec, stat
 	if kind != claudeAgent {
 		return nil, fmt.Errorf("agent %q is %w (agent boxes run %s)", kind, runtime.ErrUnsupported, claudeAgent)
 	}
-	if spec.Image != "" {
-		return nil, fmt.Errorf("an agent box with image = %q is %w yet (claude-code runs on its own root disk); remove image=", spec.Image, runtime.ErrUnsupported)
-	}
 	llm := provider(spec.LLM)
 	pcfg, err := p.proxyConfig(llm)
 	if err != nil {
@@ -117,13 +117,22 @@ func (p *Provider) openAgent(ctx context.Context, spec runtime.SandboxSpec, stat
 	if err != nil {
 		return nil, fmt.Errorf("%s root disk: %w", claudeAgent, err)
 	}
-	fs.root = rootDiskID
-	fs.disks = append([]runtime.Disk{{ID: rootDiskID, Path: disk.Path, ReadOnly: true}}, fs.disks...)
+	a := &agentBox{llm: llm, socket: filepath.Join(stateDir, llmSocket)}
+	if spec.Image == "" {
+		fs.root = rootDiskID
+		fs.disks = append([]runtime.Disk{{ID: rootDiskID, Path: disk.Path, ReadOnly: true}}, fs.disks...)
+	} else {
+		// The box's image is the root; claude-code's disk is mounted beside it and claude
+		// runs through that disk's own loader and libraries (the image needs no glibc).
+		fs.disks = append(fs.disks, runtime.Disk{ID: agentDiskID, Path: disk.Path, ReadOnly: true})
+		fs.mounts = append(fs.mounts, proto.Mount{Kind: proto.MountDisk, Source: agentDiskID, Path: agentMount, ReadOnly: true})
+		a.mounted = true
+	}
 	proxy, err := llmproxy.New(pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("llm proxy: %w", err)
 	}
-	a := &agentBox{llm: llm, proxy: proxy, socket: filepath.Join(stateDir, llmSocket)}
+	a.proxy = proxy
 	if a.ln, err = net.Listen("unix", a.socket); err != nil {
 		return nil, fmt.Errorf("llm proxy: %w", err)
 	}

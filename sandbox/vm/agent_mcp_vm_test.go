@@ -90,3 +90,39 @@ func TestAgentMCPFromSkillImage(t *testing.T) {
 		t.Error("claude-code ran although a cli: tool was missing")
 	}
 }
+
+// TestAgentWithImage runs claude-code in a box whose root is an image without glibc
+// (busybox): claude-code's disk is mounted beside it and claude runs through that
+// disk's loader; its Write tool lands in the image box's /workspace.
+func TestAgentWithImage(t *testing.T) {
+	vmtest.Require(t)
+	reg := ocitest.NewRegistry(t, nil)
+	ref := reg.Ref("t/app:v1")
+	ocitest.Push(t, ref, busyboxImage(t, v1.Config{Env: []string{"PATH=/bin"}, WorkingDir: "/home/app"}))
+	srv := anthropictest.New(t, anthropictest.Script{Turns: []anthropictest.Turn{
+		anthropictest.Reply(anthropictest.Write("/workspace/note.txt", "written by the agent\n")),
+		anthropictest.Reply(anthropictest.Text("noted")),
+	}})
+	spec, st := agentSpec("img", &runtime.LLM{Provider: "custom", BaseURL: srv.URL, APIKeyEnv: testKeyEnv})
+	spec.Image = ref
+	store, err := oci.Open(oci.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := agentProvider(t, "sk-img")
+	p.images = &images{store: store, pulled: map[string]*pulled{}}
+	s := openWith(t, p, spec)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := p.RunAgent(ctx, s, st, "")
+	if err != nil || res.Stdout != "noted" {
+		t.Fatalf("RunAgent: %q, %v\nreport %+v\nstderr: %s", res.Stdout, err, res.Agent, res.Stderr)
+	}
+	if b, err := s.ReadFile(ctx, "/workspace/note.txt"); err != nil || string(b) != "written by the agent\n" {
+		t.Errorf("the Write call's file: %q, %v", b, err)
+	}
+	var out strings.Builder
+	if _, err := s.Exec(ctx, runtime.ExecRequest{Args: []string{"sh", "-c", "imagehello"}, Stdout: &out}); err != nil || out.String() != "hello from the image\n" {
+		t.Errorf("the box's root is not its image: %q, %v", out.String(), err)
+	}
+}

@@ -89,6 +89,15 @@ func (p *Provider) RunAgent(ctx context.Context, sb runtime.Sandbox, st *runtime
 		}
 	}
 	env := agentEnv(st.Env)
+	claude := []string{"claude"}
+	if s.agent.mounted {
+		// Beside an image: claude through its disk's loader (Debian's, merged /usr: the
+		// files are real there, the /lib64 link is absolute and would point into the image).
+		lib := agentMount + "/usr/lib/x86_64-linux-gnu"
+		claude = []string{lib + "/ld-linux-x86-64.so.2", "--library-path", lib, agentMount + "/usr/local/bin/claude"}
+		env["HOME"] = "/tmp"
+		env["PATH"] = s.fs.imagePath() + ":" + agentMount + "/usr/bin:" + agentMount + "/bin"
+	}
 	skills := collectAgentSkills(st.Skills)
 	if len(skills.path) > 0 {
 		env["PATH"] = strings.Join(skills.path, ":") + ":" + env["PATH"]
@@ -98,7 +107,7 @@ func (p *Provider) RunAgent(ctx context.Context, sb runtime.Sandbox, st *runtime
 		return runtime.AgentResult{}, err
 	}
 	prompt := st.Prompt + "\n\nThe input of this stage is in the file /workspace/input." + extraPrompt
-	args := append([]string{"claude", "-p", prompt, "--output-format", "stream-json", "--verbose", "--dangerously-skip-permissions"}, extraArgs...)
+	args := append(append(claude, "-p", prompt, "--output-format", "stream-json", "--verbose", "--dangerously-skip-permissions"), extraArgs...)
 	if m := s.agent.llm.Model; m != "" {
 		args = append(args, "--model", m)
 	}
@@ -112,7 +121,7 @@ func (p *Provider) RunAgent(ctx context.Context, sb runtime.Sandbox, st *runtime
 	if dl, ok := ctx.Deadline(); ok {
 		req.Timeout = max(time.Until(dl), time.Millisecond) // the guest ends claude-code itself
 	}
-	res, err := s.Exec(ctx, req)
+	res, err := s.exec(ctx, req, false)
 	out := runtime.AgentResult{Stderr: stderr.String(), ExitCode: res.ExitCode, Signal: res.Signal}
 	if err != nil {
 		return out, err

@@ -211,7 +211,7 @@ func (p *Provider) privateDirs() []string {
 
 // execRequest applies the image's settings to an exec: its Env under the box's own
 // variables (which win), and its WorkingDir where the stage did not choose one.
-func (fs *boxFS) execRequest(req proto.ExecRequest) proto.ExecRequest {
+func (fs *boxFS) execRequest(req proto.ExecRequest, workingDir bool) proto.ExecRequest {
 	if fs == nil || fs.image == nil {
 		return req
 	}
@@ -221,8 +221,20 @@ func (fs *boxFS) execRequest(req proto.ExecRequest) proto.ExecRequest {
 		env[k] = v
 	}
 	req.Env = env
-	if wd := fs.image.Config.WorkingDir; wd != "" && (req.Dir == "" || req.Dir == runtime.WorkDir) {
+	if wd := fs.image.Config.WorkingDir; workingDir && wd != "" && (req.Dir == "" || req.Dir == runtime.WorkDir) {
 		req.Dir = wd
 	}
 	return req
+}
+
+// imagePath is the PATH the box's image sets (oci.DefaultPath when it sets none).
+func (fs *boxFS) imagePath() string {
+	if fs != nil && fs.image != nil {
+		for _, kv := range fs.image.Config.Environ(nil) {
+			if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+				return v
+			}
+		}
+	}
+	return oci.DefaultPath
 }

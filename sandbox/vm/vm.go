@@ -218,6 +218,13 @@ type Sandbox struct {
 
 // Exec implements runtime.Sandbox.
 func (s *Sandbox) Exec(ctx context.Context, req runtime.ExecRequest) (runtime.ExecResult, error) {
+	return s.exec(ctx, req, true)
+}
+
+// exec runs req with the image's Env under its own, and, when workingDir is set, the
+// image's WorkingDir in place of the stage's default directory (an agent keeps
+// /workspace, its project directory).
+func (s *Sandbox) exec(ctx context.Context, req runtime.ExecRequest, workingDir bool) (runtime.ExecResult, error) {
 	if len(req.Args) == 0 {
 		return runtime.ExecResult{}, errors.New("empty command") // execError needs Args[0]
 	}
@@ -225,7 +232,7 @@ func (s *Sandbox) Exec(ctx context.Context, req runtime.ExecRequest) (runtime.Ex
 		Args: req.Args, Env: req.Env, Dir: req.Dir,
 		Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr,
 		Timeout: req.Timeout,
-	}))
+	}, workingDir))
 	if err != nil {
 		return runtime.ExecResult{}, execError(req.Args[0], s.explain(err))
 	}
