@@ -5,6 +5,7 @@ import (
 
 	"github.com/voidbox/voidbox/runtime"
 	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
 )
 
 func TestAgentInRunResult(t *testing.T) {
@@ -15,7 +16,7 @@ func TestAgentInRunResult(t *testing.T) {
 		"c": {Name: "c", Status: runtime.StatusOK},
 	}}
 	thread := &starlark.Thread{}
-	got, err := starlark.Eval(thread, "<t>", `(r.stages["a"].agent.result, r.stages["a"].agent.turns, r.stages["a"].agent.cost_usd,
+	got, err := starlark.EvalOptions(&syntax.FileOptions{}, thread, "<t>", `(r.stages["a"].agent.result, r.stages["a"].agent.turns, r.stages["a"].agent.cost_usd,
  r.stages["a"].agent.tool_calls[0].name, r.stages["a"].agent.tool_calls[0].input["command"], r.stages["a"].agent.tool_calls[0].input["timeout"],
  r.stages["a"].agent.tool_calls[1].input, r.stages["a"].agent.is_error, r.stages["c"].agent)`,
 		starlark.StringDict{"r": NewResult(res)})
