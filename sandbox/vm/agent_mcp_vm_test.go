@@ -48,12 +48,8 @@ func TestAgentMCPFromSkillImage(t *testing.T) {
 	spec, st := agentSpec("mcp", llm,
 		runtime.Skill{Kind: runtime.SkillImage, Name: ref, Image: ref, MountPath: "/opt/mcp"},
 		runtime.Skill{Kind: runtime.SkillMCP, Name: "mcpecho", Command: "mcpecho"})
-	store, err := oci.Open(oci.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := agentProvider(t, "sk-mcp")
-	p.images = &images{store: store, pulled: map[string]*pulled{}}
+	withImageStore(t, p)
 	s := openWith(t, p, spec)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -105,12 +101,8 @@ func TestAgentWithImage(t *testing.T) {
 	}})
 	spec, st := agentSpec("img", &runtime.LLM{Provider: "custom", BaseURL: srv.URL, APIKeyEnv: testKeyEnv})
 	spec.Image = ref
-	store, err := oci.Open(oci.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := agentProvider(t, "sk-img")
-	p.images = &images{store: store, pulled: map[string]*pulled{}}
+	withImageStore(t, p)
 	s := openWith(t, p, spec)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -125,4 +117,14 @@ func TestAgentWithImage(t *testing.T) {
 	if _, err := s.Exec(ctx, runtime.ExecRequest{Args: []string{"sh", "-c", "imagehello"}, Stdout: &out}); err != nil || out.String() != "hello from the image\n" {
 		t.Errorf("the box's root is not its image: %q, %v", out.String(), err)
 	}
+}
+
+// withImageStore gives p an image cache of its own.
+func withImageStore(t *testing.T, p *Provider) {
+	t.Helper()
+	store, err := oci.Open(oci.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.images = &images{store: store, pulled: map[string]*pulled{}}
 }
