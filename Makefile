@@ -4,7 +4,7 @@ BIN       := bin
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all setup build guest test test-debian-kernel test-short lint fmt demo bench clean
+.PHONY: all setup build guest agent test test-debian-kernel test-short lint fmt demo bench clean
 
 all: build
 
@@ -21,8 +21,13 @@ build:
 guest: build
 	$(BIN)/voidbox guest build
 
+# claude-code for agent stages and its root disk (cached under ~/.voidbox/agents; the
+# first build bootstraps Debian, about a minute), before any agent box needs them.
+agent: build
+	$(BIN)/voidbox agent install --root-disk
+
 # Everything: unit tests, fuzz seed corpora, and the suites that boot real microVMs.
-test: setup contracts guest
+test: setup contracts guest agent
 	$(GO) test -count=1 -timeout 40m ./...
 	$(MAKE) test-debian-kernel
 
