@@ -18,6 +18,8 @@ func runExec(args []string, env *cliEnv) int {
 	maxParallel := fs.Int("max-parallel", 0, "stages running at once (default: number of CPUs)")
 	timeout := fs.Duration("timeout", 0, "cancel the whole run after this long (e.g. 10m; 0 = no limit)")
 	asJSON := fs.Bool("json", false, "print the last run's result as JSON on stdout instead of the live view (text that is not UTF-8 goes in NAME_base64 fields)")
+	traceFile := fs.String("trace-file", "", "write the run's spans to this file as OTLP JSON (one ExportTraceServiceRequest per line)")
+	reportFile := fs.String("report", "", "write the last run's report to this file: one self-contained HTML page")
 	verbose := addVerboseFlag(fs)
 	vmFlags := addVMFlags(fs)
 	if code, done := parseFlags(fs, args); done {
@@ -62,12 +64,19 @@ func runExec(args []string, env *cliEnv) int {
 	defer closeProvider()
 	x.runner.exec.Provider = provider
 	opts := vstar.Options{Args: argMap, Runner: x.runner, Context: ctx, Print: printTo(x.stdout)}
+	var live func(runtime.Event)
 	if *asJSON {
 		// stdout carries the JSON document alone; print() goes to stderr.
 		opts.Print = printTo(env.stderr)
 	} else {
-		x.runner.exec.OnEvent = newLiveView(env.stderr).event
+		live = newLiveView(env.stderr).event
 	}
+	obs, err := newRunObservers(ctx, *traceFile, *reportFile, live)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "voidbox exec: telemetry: %v\n", err)
+		return exitUsage
+	}
+	x.observers, x.runner.observe = obs, obs.begin
 	prog, err := vstar.ExecFile(x.file, opts)
 	if err != nil && ctx.Err() != nil {
 		// Cancelled: finish says so once, in voidbox's words rather than Starlark's.
@@ -88,6 +97,7 @@ type execution struct {
 	runner *execRunner
 	// interrupted is set when the cancellation stopped the program itself, not only a run.
 	interrupted bool
+	observers   *runObservers
 }
 
 // afterProgram handles how the program ended: it reports a bad program, or runs its
@@ -147,13 +157,22 @@ func (x *execution) finish() int {
 	if !x.runner.allOK() {
 		code = exitFailed
 	}
+	if x.observers != nil {
+		for _, err := range x.observers.finish(x.runner.last()) {
+			fmt.Fprintf(x.env.stderr, "voidbox exec: %v\n", err)
+			code = exitFailed
+		}
+	}
 	return code
 }
 
 // execRunner runs graphs with the executor and remembers the results for the exit code
 // and --json; it also knows whether a run is under way (the REPL waits for it to clean up).
 type execRunner struct {
-	exec    *runtime.Executor
+	exec *runtime.Executor
+	// observe, when set, watches each run: it returns the run's context, its event
+	// callback (which replaces exec.OnEvent for the run) and its end.
+	observe func(context.Context, runtime.Node) (context.Context, func(runtime.Event), func(*runtime.Result))
 	mu      sync.Mutex
 	idle    *sync.Cond // signalled when running drops to 0
 	running int
@@ -164,7 +183,17 @@ func (r *execRunner) Run(ctx context.Context, root runtime.Node) (*runtime.Resul
 	r.mu.Lock()
 	r.running++
 	r.mu.Unlock()
-	res, err := r.exec.Run(ctx, root)
+	exec := r.exec
+	end := func(*runtime.Result) {}
+	if r.observe != nil {
+		var onEvent func(runtime.Event)
+		ctx, onEvent, end = r.observe(ctx, root)
+		e := *r.exec
+		e.OnEvent = onEvent
+		exec = &e
+	}
+	res, err := exec.Run(ctx, root)
+	end(res)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.running--

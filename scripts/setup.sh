@@ -7,10 +7,11 @@
 # e2fsprogs: oci builds image disks (mkfs.ext4 -d, debugfs; tests run e2fsck).
 # util-linux: unshare (read-only virtio-fs shares). docker-registry: the e2e suites push and
 # pull images through a real registry on 127.0.0.1. debootstrap: the python example image.
+# chromium: the report tests render the HTML report headless.
 # curl: make contracts downloads the Cloud Hypervisor OpenAPI description when ../shared is absent.
 set -euo pipefail
 pkgs=(qemu-system-x86 qemu-system-common busybox-static kmod cpio ca-certificates
-  gcc make flex bison bc libelf-dev xz-utils curl e2fsprogs util-linux docker-registry debootstrap)
+  gcc make flex bison bc libelf-dev xz-utils curl e2fsprogs util-linux docker-registry debootstrap chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
