@@ -170,9 +170,8 @@ func (x *execution) finish() int {
 // and --json; it also knows whether a run is under way (the REPL waits for it to clean up).
 type execRunner struct {
 	exec *runtime.Executor
-	// observe, when set, watches each run: it returns the run's context, its event
-	// callback (which replaces exec.OnEvent for the run) and its end.
-	observe func(context.Context, runtime.Node) (context.Context, func(runtime.Event), func(*runtime.Result))
+	// observe, when set, watches each run (its event callback replaces exec.OnEvent).
+	observe func(context.Context, runtime.Node) runObservation
 	mu      sync.Mutex
 	idle    *sync.Cond // signalled when running drops to 0
 	running int
@@ -186,10 +185,10 @@ func (r *execRunner) Run(ctx context.Context, root runtime.Node) (*runtime.Resul
 	exec := r.exec
 	end := func(*runtime.Result) {}
 	if r.observe != nil {
-		var onEvent func(runtime.Event)
-		ctx, onEvent, end = r.observe(ctx, root)
+		o := r.observe(ctx, root)
+		ctx, end = o.ctx, o.end
 		e := *r.exec
-		e.OnEvent = onEvent
+		e.OnEvent, e.Traceparent = o.onEvent, o.traceparent
 		exec = &e
 	}
 	res, err := exec.Run(ctx, root)

@@ -30,9 +30,17 @@ func newRunObservers(ctx context.Context, traceFile, reportPath string, live fun
 	return &runObservers{tel: tel, reportPath: reportPath, live: live}, nil
 }
 
-// begin starts watching one run of root: it returns the run's context (carrying its
-// trace), the executor's event callback, and what to call with the result.
-func (o *runObservers) begin(ctx context.Context, root runtime.Node) (context.Context, func(runtime.Event), func(*runtime.Result)) {
+// runObservation is how one run is watched: its context (carrying its trace), the
+// executor's event callback, the stages' trace context, and what to call at its end.
+type runObservation struct {
+	ctx         context.Context
+	onEvent     func(runtime.Event)
+	traceparent func(stage string) string
+	end         func(*runtime.Result)
+}
+
+// begin starts watching one run of root.
+func (o *runObservers) begin(ctx context.Context, root runtime.Node) runObservation {
 	ctx, trace := o.tel.Run(ctx, "voidbox exec")
 	trace.Describe(root)
 	var rec *report.Recorder
@@ -49,7 +57,7 @@ func (o *runObservers) begin(ctx context.Context, root runtime.Node) (context.Co
 			rec.OnEvent(ev)
 		}
 	}
-	return ctx, onEvent, trace.End
+	return runObservation{ctx: ctx, onEvent: onEvent, traceparent: trace.Traceparent, end: trace.End}
 }
 
 // finish writes the report of the last run and flushes the trace, bounded so that an

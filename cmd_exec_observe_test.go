@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,5 +57,43 @@ func TestExecTraceFileAndReport(t *testing.T) {
 	}
 	if r := voidbox(t, "exec", "--sandbox", "mock", "--report", filepath.Join(dir, "missing", "r.html"), "examples/hello.star"); r.code != exitFailed || !strings.Contains(r.stderr, "voidbox exec: write report") {
 		t.Errorf("an unwritable report: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// A traced run gives each stage TRACEPARENT: the stage's span in the run's trace.
+func TestExecTraceparentReachesTheStage(t *testing.T) {
+	dir := t.TempDir()
+	prog, trace := filepath.Join(dir, "tp.star"), filepath.Join(dir, "trace.jsonl")
+	os.WriteFile(prog, []byte(`pipeline = pipe(box("tp", cmd = ["sh", "-c", "echo $TRACEPARENT"]))`+"\n"), 0o644)
+	r := voidbox(t, "exec", "--sandbox", "local", "--trace-file", trace, prog)
+	if r.code != exitOK {
+		t.Fatalf("exit %d\nstderr: %s", r.code, r.stderr)
+	}
+	tp := strings.Split(strings.TrimSpace(r.stdout), "-")
+	if len(tp) != 4 || tp[0] != "00" || len(tp[1]) != 32 || len(tp[2]) != 16 {
+		t.Fatalf("stage saw TRACEPARENT %q, want 00-TRACEID-SPANID-FLAGS", r.stdout)
+	}
+	data, err := os.ReadFile(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		req, err := telemetry.DecodeTraceLine([]byte(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rs := range req.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				for _, sp := range ss.Spans {
+					if sp.Name == "stage tp" && hex.EncodeToString(sp.TraceId) == tp[1] && hex.EncodeToString(sp.SpanId) == tp[2] {
+						found = true
+					}
+				}
+			}
+		}
+	}
+	if !found {
+		t.Errorf("TRACEPARENT %q names no stage span of the trace file", r.stdout)
 	}
 }

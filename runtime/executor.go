@@ -24,6 +24,9 @@ type Executor struct {
 	// MaxParallel bounds the stage attempts that hold an open sandbox at once;
 	// <= 0 means runtime.NumCPU().
 	MaxParallel int
+	// Traceparent, when set, gives the W3C traceparent of a stage's current attempt,
+	// passed to the stage as TRACEPARENT ("" leaves it out).
+	Traceparent func(stage string) string
 	// OnEvent receives live progress. Calls are serialized by the executor (never two at
 	// once), so it need not lock, but it runs on the stages' goroutines: keep it quick.
 	OnEvent func(Event)

@@ -157,7 +157,7 @@ func (r *run) attempt(s *Stage, input string) (o outcome) {
 	if !isAgent || len(s.Cmd) > 0 {
 		agent = nil
 	}
-	return r.execute(sb, s, input, agent)
+	return r.execute(sb, r.withTraceContext(s), input, agent)
 }
 
 // boot opens s's sandbox and writes its input, within the executor's boot timeout. A
@@ -182,6 +182,25 @@ func (r *run) boot(s *Stage, input string) (Sandbox, error) {
 		err = fmt.Errorf("boot %s sandbox: timed out after %s (the stage's timeout does not include boot): %w", name, limit, err)
 	}
 	return sb, err
+}
+
+// withTraceContext returns s with TRACEPARENT (W3C trace context) in its environment
+// when the executor traces the run, so that tools in the sandbox that trace join it.
+func (r *run) withTraceContext(s *Stage) *Stage {
+	if r.e.Traceparent == nil {
+		return s
+	}
+	tp := r.e.Traceparent(s.Name)
+	if tp == "" {
+		return s
+	}
+	c := *s
+	c.Env = make(map[string]string, len(s.Env)+1)
+	for k, v := range s.Env {
+		c.Env[k] = v
+	}
+	c.Env["TRACEPARENT"] = tp
+	return &c
 }
 
 // execute runs s's command (or, with agent set, its agent) in sb. The stage's timeout
