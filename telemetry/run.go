@@ -24,6 +24,7 @@ type RunTrace struct {
 	enabled bool
 	ctx     context.Context // carries the run span
 	run     trace.Span
+	meters  *meters // nil when metrics are off
 
 	mu     sync.Mutex // the executor serializes OnEvent; End may come from elsewhere
 	stages map[string]*stageSpans
@@ -44,7 +45,7 @@ type stageSpans struct {
 // Run starts the `run` span; name says what ran (the program's path). The returned ctx
 // carries it, so Traceparent(ctx) is the run's.
 func (t *Telemetry) Run(ctx context.Context, name string) (context.Context, *RunTrace) {
-	if !t.Enabled() {
+	if !t.recording() {
 		return ctx, &RunTrace{ctx: ctx}
 	}
 	ctx, span := t.tracer.Start(ctx, "run", trace.WithAttributes(attribute.String("voidbox.run.name", name)))
@@ -53,6 +54,7 @@ func (t *Telemetry) Run(ctx context.Context, name string) (context.Context, *Run
 		enabled: true,
 		ctx:     ctx,
 		run:     span,
+		meters:  t.meters,
 		stages:  map[string]*stageSpans{},
 		info:    map[string]*runtime.Stage{},
 	}
@@ -95,6 +97,7 @@ func (r *RunTrace) OnEvent(ev runtime.Event) {
 	if r.ended {
 		return
 	}
+	r.meters.event(r.ctx, ev, r.info[ev.Stage])
 	switch ev.Kind {
 	case runtime.EventStart:
 		r.start(ev)
@@ -193,14 +196,9 @@ func (r *RunTrace) agentSpan(stage string, st *stageSpans) context.Context {
 			attribute.String("gen_ai.operation.name", "invoke_agent"),
 			attribute.String("gen_ai.agent.name", stage),
 		}
-		system := "anthropic"
-		if s := r.info[stage]; s != nil && s.LLM != nil {
-			if s.LLM.Provider != "" && s.LLM.Provider != "claude" {
-				system = s.LLM.Provider
-			}
-			if s.LLM.Model != "" {
-				attrs = append(attrs, attribute.String("gen_ai.request.model", s.LLM.Model))
-			}
+		system, model := agentSystem(r.info[stage])
+		if model != "" {
+			attrs = append(attrs, attribute.String("gen_ai.request.model", model))
 		}
 		// gen_ai.system is the name most backends read; semconv 1.37 renamed it
 		// gen_ai.provider.name, so both are set.
@@ -209,6 +207,19 @@ func (r *RunTrace) agentSpan(stage string, st *stageSpans) context.Context {
 			trace.WithTimestamp(st.started), trace.WithAttributes(attrs...))
 	}
 	return st.agentTx
+}
+
+// agentSystem is the gen_ai system (provider) and requested model of an agent stage;
+// claude, the default provider, is Anthropic's.
+func agentSystem(s *runtime.Stage) (system, model string) {
+	system = "anthropic"
+	if s != nil && s.LLM != nil {
+		if s.LLM.Provider != "" && s.LLM.Provider != "claude" {
+			system = s.LLM.Provider
+		}
+		model = s.LLM.Model
+	}
+	return system, model
 }
 
 func (r *RunTrace) end(ev runtime.Event) {
@@ -305,6 +316,7 @@ func (r *RunTrace) End(result *runtime.Result) {
 		return
 	}
 	r.ended = true
+	r.meters.run(r.ctx, result)
 	for name, st := range r.stages {
 		st.close()
 		delete(r.stages, name)

@@ -1,9 +1,11 @@
 // Package telemetry turns a voidbox run into OpenTelemetry traces: a `run` span, a
 // `stage NAME` span per attempt, an `invoke_agent` span per agent run with the gen_ai
-// semantic conventions, and an `execute_tool` span per tool call. Spans go to an OTLP
-// collector when an endpoint is configured (OTEL_EXPORTER_OTLP_ENDPOINT or
-// VOIDBOX_OTLP_ENDPOINT) and to a file as OTLP JSON when --trace-file asks for it. With
-// neither, no exporter or SDK provider exists and every call returns at once: a run no
+// semantic conventions, and an `execute_tool` span per tool call; and into metrics
+// (stage and run durations, attempts, retries, tokens, cost, tool calls, egress
+// decisions, see metrics.go). Spans and metrics go to an OTLP collector when an
+// endpoint is configured (OTEL_EXPORTER_OTLP_ENDPOINT or VOIDBOX_OTLP_ENDPOINT); spans
+// also go to a file as OTLP JSON when --trace-file asks for it. With neither, no
+// exporter or SDK provider exists and every call returns at once: a run no
 // one is watching pays nothing for being instrumented.
 package telemetry
 
@@ -45,6 +47,7 @@ type Config struct {
 type Telemetry struct {
 	sdk    *sdktrace.TracerProvider // nil when nothing exports
 	tracer trace.Tracer
+	meters *meters // nil when no OTLP endpoint is set
 }
 
 // Setup builds the tracer provider Config asks for. Shutdown must be called to flush
@@ -67,7 +70,11 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		}
 		exporters = append(exporters, exp)
 	}
-	if len(exporters) == 0 {
+	metricExp, err := otlpMetricExporter(ctx, env)
+	if err != nil {
+		return nil, closeAll(ctx, exporters, err)
+	}
+	if len(exporters) == 0 && metricExp == nil {
 		return &Telemetry{tracer: noop.NewTracerProvider().Tracer(ScopeName)}, nil
 	}
 	service := cfg.ServiceName
@@ -81,14 +88,25 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		resource.WithFromEnv(),
 	)
 	if err != nil && res == nil {
-		return nil, closeAll(ctx, exporters, fmt.Errorf("telemetry: resource: %w", err))
+		err = fmt.Errorf("telemetry: resource: %w", err)
+		if metricExp != nil {
+			err = errors.Join(err, metricExp.Shutdown(ctx))
+		}
+		return nil, closeAll(ctx, exporters, err)
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
-	for _, exp := range exporters {
-		opts = append(opts, sdktrace.WithBatcher(exp))
+	t := &Telemetry{tracer: noop.NewTracerProvider().Tracer(ScopeName)}
+	if metricExp != nil {
+		t.meters = newMeters(metricExp, res)
 	}
-	tp := sdktrace.NewTracerProvider(opts...)
-	return &Telemetry{sdk: tp, tracer: tp.Tracer(ScopeName)}, nil
+	if len(exporters) > 0 {
+		opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+		for _, exp := range exporters {
+			opts = append(opts, sdktrace.WithBatcher(exp))
+		}
+		t.sdk = sdktrace.NewTracerProvider(opts...)
+		t.tracer = t.sdk.Tracer(ScopeName)
+	}
+	return t, nil
 }
 
 func closeAll(ctx context.Context, exporters []sdktrace.SpanExporter, err error) error {
@@ -101,15 +119,26 @@ func closeAll(ctx context.Context, exporters []sdktrace.SpanExporter, err error)
 // Enabled reports whether spans are recorded and exported anywhere.
 func (t *Telemetry) Enabled() bool { return t != nil && t.sdk != nil }
 
-// Shutdown flushes the batched spans to every exporter and closes them.
+// recording reports whether a run records anything: spans, metrics or both (an
+// OTEL_EXPORTER_OTLP_METRICS_ENDPOINT alone gives metrics without spans).
+func (t *Telemetry) recording() bool { return t.Enabled() || (t != nil && t.meters != nil) }
+
+// Shutdown flushes the batched spans and the run's metrics to every exporter and
+// closes them.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
-	if !t.Enabled() {
+	if t == nil {
 		return nil
 	}
-	if err := t.sdk.Shutdown(ctx); err != nil {
-		return fmt.Errorf("telemetry: flushing spans: %w", err)
+	var errs []error
+	if t.sdk != nil {
+		if err := t.sdk.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("telemetry: flushing spans: %w", err))
+		}
 	}
-	return nil
+	if err := t.meters.shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // Traceparent is the W3C traceparent header of ctx's current span, "" when there is
@@ -125,7 +154,7 @@ func Traceparent(ctx context.Context) string {
 // no endpoint is set. The endpoint is passed explicitly so VOIDBOX_OTLP_ENDPOINT and a
 // Config.Env other than the process's work like the standard variables.
 func otlpExporter(ctx context.Context, env func(string) string) (sdktrace.SpanExporter, error) {
-	endpoint, signalSpecific := endpointFrom(env)
+	endpoint, signalSpecific := endpointFrom(env, "TRACES")
 	if endpoint == "" {
 		return nil, nil
 	}
@@ -158,26 +187,36 @@ func otlpExporter(ctx context.Context, env func(string) string) (sdktrace.SpanEx
 	}
 }
 
-// endpointFrom picks the trace endpoint; signalSpecific says it is a full URL
-// (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) rather than a base the signal path joins.
-func endpointFrom(env func(string) string) (endpoint string, signalSpecific bool) {
-	if v := strings.TrimSpace(env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")); v != "" {
+// endpointFrom picks signal's endpoint (signal is TRACES or METRICS); signalSpecific
+// says it is a full URL (OTEL_EXPORTER_OTLP_<signal>_ENDPOINT) rather than a base the
+// signal path joins.
+func endpointFrom(env func(string) string, signal string) (endpoint string, signalSpecific bool) {
+	if v := strings.TrimSpace(env("OTEL_EXPORTER_OTLP_" + signal + "_ENDPOINT")); v != "" {
 		return v, true
 	}
 	v, _ := firstSet(env, "OTEL_EXPORTER_OTLP_ENDPOINT", "VOIDBOX_OTLP_ENDPOINT")
 	return v, false
 }
 
-// httpEndpoint is the OTLP/HTTP option for endpoint: the spec appends v1/traces to a
-// base endpoint's path, and uses a signal-specific one as it is.
-func httpEndpoint(endpoint string, signalSpecific bool) otlptracehttp.Option {
+// httpURL is the OTLP/HTTP URL for endpoint: the spec appends path (v1/traces,
+// v1/metrics) to a base endpoint's, and uses a signal-specific one as it is. isURL is
+// false for a bare host:port, which the exporter's WithEndpoint completes itself.
+func httpURL(endpoint string, signalSpecific bool, path string) (url string, isURL bool) {
 	if !strings.Contains(endpoint, "://") {
-		return otlptracehttp.WithEndpoint(endpoint) // host:port; the exporter adds /v1/traces
+		return endpoint, false
 	}
 	if !signalSpecific {
-		endpoint = strings.TrimRight(endpoint, "/") + "/v1/traces"
+		endpoint = strings.TrimRight(endpoint, "/") + "/" + path
 	}
-	return otlptracehttp.WithEndpointURL(endpoint)
+	return endpoint, true
+}
+
+// httpEndpoint is the OTLP/HTTP trace exporter option for endpoint.
+func httpEndpoint(endpoint string, signalSpecific bool) otlptracehttp.Option {
+	if url, isURL := httpURL(endpoint, signalSpecific, "v1/traces"); isURL {
+		return otlptracehttp.WithEndpointURL(url)
+	}
+	return otlptracehttp.WithEndpoint(endpoint) // host:port; the exporter adds /v1/traces
 }
 
 func firstSet(env func(string) string, names ...string) (value, name string) {

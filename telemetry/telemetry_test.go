@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"sync"
 	"testing"
 
+	colmetricpb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -25,19 +27,33 @@ import (
 	"github.com/voidbox/voidbox/runtime"
 )
 
-// receiver collects the OTLP requests an exporter sends, over HTTP or gRPC.
-type receiver struct {
-	coltracepb.UnimplementedTraceServiceServer
+// collected holds the export requests a receiver got and the path each came on
+// ("grpc" over gRPC).
+type collected[T any] struct {
 	mu    sync.Mutex
-	reqs  []*coltracepb.ExportTraceServiceRequest
+	reqs  []T
 	paths []string
 }
 
-func (r *receiver) add(req *coltracepb.ExportTraceServiceRequest, path string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.reqs = append(r.reqs, req)
-	r.paths = append(r.paths, path)
+func (c *collected[T]) add(req T, path string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reqs = append(c.reqs, req)
+	c.paths = append(c.paths, path)
+}
+
+func (c *collected[T]) requests() []T {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]T(nil), c.reqs...)
+}
+
+// receiver collects the OTLP requests an exporter sends, over HTTP or gRPC; metrics
+// go to its metrics receiver.
+type receiver struct {
+	coltracepb.UnimplementedTraceServiceServer
+	collected[*coltracepb.ExportTraceServiceRequest]
+	metrics metricsReceiver
 }
 
 func (r *receiver) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
@@ -46,26 +62,30 @@ func (r *receiver) Export(_ context.Context, req *coltracepb.ExportTraceServiceR
 }
 
 func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if strings.HasSuffix(req.URL.Path, "/v1/metrics") {
+		r.metrics.ServeHTTP(w, req)
+		return
+	}
+	msg := &coltracepb.ExportTraceServiceRequest{}
+	serveOTLP(w, req, msg, &coltracepb.ExportTraceServiceResponse{}, func() { r.add(msg, req.URL.Path) })
+}
+
+// serveOTLP decodes an OTLP/HTTP protobuf request into msg, calls received (before
+// answering, so a flushed exporter's data is there once it returns) and answers resp.
+func serveOTLP(w http.ResponseWriter, req *http.Request, msg, resp proto.Message, received func()) {
 	body, err := io.ReadAll(req.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	msg := &coltracepb.ExportTraceServiceRequest{}
 	if err := proto.Unmarshal(body, msg); err != nil {
-		http.Error(w, "not an ExportTraceServiceRequest: "+err.Error(), http.StatusBadRequest)
+		http.Error(w, fmt.Sprintf("not a %s: %v", msg.ProtoReflect().Descriptor().FullName(), err), http.StatusBadRequest)
 		return
 	}
-	r.add(msg, req.URL.Path)
-	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+	received()
+	out, _ := proto.Marshal(resp)
 	w.Header().Set("Content-Type", "application/x-protobuf")
 	_, _ = w.Write(out)
-}
-
-func (r *receiver) requests() []*coltracepb.ExportTraceServiceRequest {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]*coltracepb.ExportTraceServiceRequest(nil), r.reqs...)
 }
 
 func envOf(vars map[string]string) func(string) string {
@@ -171,6 +191,7 @@ func TestOTLPGRPCReceivesSpanTree(t *testing.T) {
 	rcv := &receiver{}
 	srv := grpc.NewServer()
 	coltracepb.RegisterTraceServiceServer(srv, rcv)
+	colmetricpb.RegisterMetricsServiceServer(srv, &rcv.metrics)
 	go func() { _ = srv.Serve(lis) }()
 	defer srv.Stop()
 	aParent := record(t, Config{ServiceName: "voidbox-test", Env: envOf(map[string]string{
@@ -178,6 +199,7 @@ func TestOTLPGRPCReceivesSpanTree(t *testing.T) {
 		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + lis.Addr().String(),
 	})})
 	checkTree(t, rcv.requests(), aParent)
+	checkMetrics(t, rcv.metrics.requests())
 }
 
 func TestTraceFileIsOTLPJSON(t *testing.T) {
@@ -221,8 +243,8 @@ func TestNoEndpointNoFileExportsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tel.Enabled() || tel.sdk != nil {
-		t.Fatalf("Setup without endpoint or file: Enabled() = %v, sdk = %v; want no provider", tel.Enabled(), tel.sdk)
+	if tel.Enabled() || tel.sdk != nil || tel.meters != nil {
+		t.Fatalf("Setup without endpoint or file: Enabled() = %v, sdk = %v, meters = %v; want no provider", tel.Enabled(), tel.sdk, tel.meters)
 	}
 	runCtx, rt := tel.Run(ctx, "x.star")
 	if tp := Traceparent(runCtx); tp != "" {
