@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"net/http/httptest"
 	"path/filepath"
 	"testing"
 
@@ -9,7 +10,8 @@ import (
 )
 
 // BenchmarkOnEvent is what instrumenting a stage costs the executor: one start and
-// one end event, with telemetry off and with spans going to a trace file.
+// one end event, with telemetry off, with spans going to a trace file, and with spans
+// and metrics going to an OTLP endpoint.
 func BenchmarkOnEvent(b *testing.B) {
 	for _, c := range []struct {
 		name string
@@ -18,6 +20,11 @@ func BenchmarkOnEvent(b *testing.B) {
 		{"off", func(*testing.B) Config { return Config{Env: envOf(nil)} }},
 		{"file", func(b *testing.B) Config {
 			return Config{TraceFile: filepath.Join(b.TempDir(), "t.jsonl"), Env: envOf(nil)}
+		}},
+		{"otlp", func(b *testing.B) Config { // spans and metrics to an in-process receiver
+			srv := httptest.NewServer(&receiver{})
+			b.Cleanup(srv.Close)
+			return Config{Env: envOf(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": srv.URL})}
 		}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
