@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/voidbox/voidbox/internal/termsafe"
+	"github.com/voidbox/voidbox/internal/textfmt"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -63,19 +64,9 @@ func describeEvent(e runtime.Event) string {
 				detail = ": " + e.Result.Error
 			}
 		}
-		return fmt.Sprintf("%s in %s%s", status, duration(e.Duration), detail)
+		return fmt.Sprintf("%s in %s%s", status, textfmt.Duration(e.Duration), detail)
 	}
 	return string(e.Kind)
-}
-
-// duration is "410ms" under a second and "1.203s" from there on: milliseconds always,
-// never Go's variable "1.2s" / "1m2.5s".
-func duration(d time.Duration) string {
-	d = d.Truncate(time.Millisecond)
-	if d < time.Second {
-		return fmt.Sprintf("%dms", d.Milliseconds())
-	}
-	return fmt.Sprintf("%.3fs", d.Seconds())
 }
 
 // truncateRunes keeps the first n runes of s on one line, marking a cut with "...".

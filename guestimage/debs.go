@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +11,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/voidbox/voidbox/internal/digest"
+	"github.com/voidbox/voidbox/internal/textfmt"
 )
 
 // KernelMetaPackage is the Debian metapackage whose dependency names the
@@ -52,7 +53,7 @@ func parseAptDepends(out []byte) (string, error) {
 			return name, nil
 		}
 	}
-	return "", fmt.Errorf("no linux-image-*-cloud-amd64 dependency in apt-cache output %q", truncate(string(out), 200))
+	return "", fmt.Errorf("no linux-image-*-cloud-amd64 dependency in apt-cache output %q", textfmt.Clip(string(out), 200, "..."))
 }
 
 // downloadDeb fetches pkg with apt-get download into dir unless a .deb of it
@@ -93,7 +94,7 @@ func downloadPinnedDeb(ctx context.Context, dir, pkg, version, want string, log 
 	} else {
 		fmt.Fprintf(log, "using cached %s\n", name)
 	}
-	got, err := fileSHA256(name)
+	got, err := digest.File(name)
 	if err != nil {
 		return "", err
 	}
@@ -101,19 +102,6 @@ func downloadPinnedDeb(ctx context.Context, dir, pkg, version, want string, log 
 		return "", fmt.Errorf("%s has sha256 %s, want %s (pinned in guestimage/kernel.go); delete it to download it again", name, got, want)
 	}
 	return name, nil
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("read %s: %w", p, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func findDeb(dir, pkg string) (string, bool) {
@@ -153,18 +141,11 @@ func runCmdEnv(ctx context.Context, dir string, env []string, name string, args 
 	if err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		if msg != "" {
-			return out, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, truncate(msg, 500))
+			return out, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, textfmt.Clip(msg, 500, "..."))
 		}
 		return out, fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
 	}
 	return out, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 func sortedKeys(m map[string]string) []string {

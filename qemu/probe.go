@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/voidbox/voidbox/internal/digest"
 	"github.com/voidbox/voidbox/internal/termsafe"
 	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/runtime"
@@ -45,7 +45,7 @@ func ProbeKVM(ctx context.Context, opts Options, kernel, initramfs string) (Prob
 		return ProbeResult{}, err
 	}
 	opts.Binary = bin
-	ksum, err := fileSHA256(kernel)
+	ksum, err := digest.File(kernel)
 	if err != nil {
 		return ProbeResult{}, fmt.Errorf("kvm probe: hash kernel: %w", err)
 	}
@@ -167,19 +167,6 @@ func qemuVersion(binary string) (string, string, error) {
 	v := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 	versions.Store(bin, v)
 	return bin, v, nil
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func firstLines(s string, n int) string {

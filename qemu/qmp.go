@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/voidbox/voidbox/internal/textfmt"
 )
 
 // qmpReply is one line QEMU sends on the QMP socket: a greeting, an event,
@@ -26,7 +28,7 @@ type qmpReply struct {
 func decodeQMP(line []byte) (qmpReply, error) {
 	var r qmpReply
 	if err := json.Unmarshal(line, &r); err != nil {
-		return r, fmt.Errorf("qmp: bad message %q: %w", truncate(string(line), 200), err)
+		return r, fmt.Errorf("qmp: bad message %q: %w", textfmt.Clip(string(line), 200, "..."), err)
 	}
 	return r, nil
 }
@@ -108,13 +110,6 @@ func readQMP(rd *bufio.Reader) (qmpReply, error) {
 type Status struct {
 	Running bool   `json:"running"`
 	Status  string `json:"status"`
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }

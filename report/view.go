@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/voidbox/voidbox/internal/termsafe"
+	"github.com/voidbox/voidbox/internal/textfmt"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -151,7 +152,7 @@ func buildPage(res *runtime.Result, start time.Time, order []string, traces map[
 		OK:       res.OK,
 		Error:    termsafe.Clean(res.Error),
 		Started:  start.UTC().Format("2006-01-02 15:04:05 UTC"),
-		Duration: formatDuration(time.Duration(res.DurationMS) * time.Millisecond),
+		Duration: textfmt.Duration(time.Duration(res.DurationMS) * time.Millisecond),
 		Output:   cut(res.Output),
 	}
 	names := stageNames(res, order)
@@ -206,7 +207,7 @@ func buildStage(anchor string, sr *runtime.StageResult, tr stageTrace) stageView
 		Name:     termsafe.Clean(sr.Name),
 		Status:   statusClass(sr.Status),
 		ExitCode: exitCode(sr),
-		Duration: formatDuration(time.Duration(sr.DurationMS) * time.Millisecond),
+		Duration: textfmt.Duration(time.Duration(sr.DurationMS) * time.Millisecond),
 		Attempts: sr.Attempts,
 		Error:    termsafe.Clean(sr.Error),
 		Stdout:   cut(sr.Stdout),
@@ -216,9 +217,9 @@ func buildStage(anchor string, sr *runtime.StageResult, tr stageTrace) stageView
 	}
 	v.OutputSame = sr.Output == sr.Stdout
 	for _, a := range tr.attempts {
-		line := fmt.Sprintf("attempt %d: started at +%s", a.n, formatDuration(a.start))
+		line := fmt.Sprintf("attempt %d: started at +%s", a.n, textfmt.Duration(a.start))
 		if a.ended {
-			line += fmt.Sprintf(", ran %s", formatDuration(a.end-a.start))
+			line += fmt.Sprintf(", ran %s", textfmt.Duration(a.end-a.start))
 		}
 		if a.err != "" {
 			line += ": " + termsafe.Clean(a.err)
@@ -233,7 +234,7 @@ func buildStage(anchor string, sr *runtime.StageResult, tr stageTrace) stageView
 			OutputTokens: ag.OutputTokens,
 			Cost:         fmt.Sprintf("$%.4f", ag.CostUSD),
 			Turns:        ag.Turns,
-			APIDuration:  formatDuration(time.Duration(ag.DurationAPIMS) * time.Millisecond),
+			APIDuration:  textfmt.Duration(time.Duration(ag.DurationAPIMS) * time.Millisecond),
 		}
 		// The report's calls are the last attempt's; the recorded events of that attempt
 		// give their times when they line up one to one.
@@ -241,7 +242,7 @@ func buildStage(anchor string, sr *runtime.StageResult, tr stageTrace) stageView
 		for i, c := range ag.ToolCalls {
 			tv := toolView{Name: termsafe.Clean(c.Name), Input: shorten(c.Input, toolRunes)}
 			if len(times) == len(ag.ToolCalls) && times[i].name == c.Name {
-				tv.At = "+" + formatDuration(times[i].at)
+				tv.At = "+" + textfmt.Duration(times[i].at)
 			}
 			av.Tools = append(av.Tools, tv)
 		}
@@ -311,7 +312,7 @@ func buildTimeline(stages []stageView, names []string, traces map[string]stageTr
 				class = "retry"
 			}
 			title := fmt.Sprintf("%s attempt %d: +%s to +%s (%s)", sv.Name, a.n,
-				formatDuration(a.start), formatDuration(end), formatDuration(end-a.start))
+				textfmt.Duration(a.start), textfmt.Duration(end), textfmt.Duration(end-a.start))
 			if a.err != "" {
 				title += ": " + termsafe.Clean(a.err)
 			}
@@ -319,7 +320,7 @@ func buildTimeline(stages []stageView, names []string, traces map[string]stageTr
 		}
 		for _, t := range tr.tools {
 			r.Tools = append(r.Tools, toolTick{X: x(t.at), Title: fmt.Sprintf("+%s tool %s %s",
-				formatDuration(t.at), termsafe.Clean(t.name), shorten(t.input, 80))})
+				textfmt.Duration(t.at), termsafe.Clean(t.name), shorten(t.input, 80))})
 		}
 		if len(r.Bars) == 0 {
 			switch {
@@ -336,7 +337,7 @@ func buildTimeline(stages []stageView, names []string, traces map[string]stageTr
 	tl.Height = axisHeight + float64(len(stages))*rowHeight + 8
 	step := tickStep(span)
 	for d := time.Duration(0); d <= span; d += step {
-		tl.Ticks = append(tl.Ticks, tick{X: x(d), Label: formatDuration(d)})
+		tl.Ticks = append(tl.Ticks, tick{X: x(d), Label: textfmt.Duration(d)})
 	}
 	return tl
 }
@@ -355,16 +356,6 @@ func tickStep(span time.Duration) time.Duration {
 		}
 	}
 	return time.Duration(10*p) * time.Millisecond
-}
-
-// formatDuration is "410ms" under a second and "1.203s" from there on, as the live view
-// prints times.
-func formatDuration(d time.Duration) string {
-	d = d.Truncate(time.Millisecond)
-	if d < time.Second {
-		return fmt.Sprintf("%dms", d.Milliseconds())
-	}
-	return fmt.Sprintf("%.3fs", d.Seconds())
 }
 
 // cut keeps the first excerptHead and last excerptTail bytes of s (on rune boundaries)

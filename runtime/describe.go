@@ -3,6 +3,8 @@ package runtime
 import (
 	"fmt"
 	"strings"
+
+	"github.com/voidbox/voidbox/internal/textfmt"
 )
 
 // Edge is a data dependency: To reads From's output.
@@ -108,7 +110,7 @@ func (s *Stage) settings() string {
 	if len(s.Cmd) > 0 {
 		parts = append(parts, fmt.Sprintf("cmd=%q", s.Cmd))
 	} else {
-		parts = append(parts, fmt.Sprintf("prompt=%q", truncate(s.Prompt, 40)))
+		parts = append(parts, fmt.Sprintf("prompt=%q", textfmt.Clip(s.Prompt, 40, "...")))
 	}
 	parts = append(parts, fmt.Sprintf("memory=%dMiB vcpus=%d", s.MemoryMB, s.VCPUs))
 	if s.Image != "" {
@@ -136,11 +138,4 @@ func (s *Stage) settings() string {
 	}
 	parts = append(parts, fmt.Sprintf("timeout=%s retries=%d on_failure=%s", s.Timeout, s.Retries, s.OnFailure))
 	return strings.Join(parts, " ")
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -4,12 +4,12 @@ import (
 	"context"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/voidbox/voidbox/internal/textfmt"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -183,7 +183,7 @@ func (r *RunTrace) tool(ev runtime.Event) {
 	_, span := r.tracer.Start(ctx, "execute_tool "+ev.Tool.Name, trace.WithAttributes(
 		attribute.String("gen_ai.operation.name", "execute_tool"),
 		attribute.String("gen_ai.tool.name", ev.Tool.Name),
-		attribute.String("gen_ai.tool.call.arguments", truncate(ev.Tool.Input, MaxToolInput)),
+		attribute.String("gen_ai.tool.call.arguments", textfmt.Clip(ev.Tool.Input, MaxToolInput, "…")),
 	))
 	span.End()
 }
@@ -273,7 +273,7 @@ func (r *RunTrace) end(ev runtime.Event) {
 		r.agentSpan(ev.Stage, st)
 		st.agent.SetAttributes(agentAttributes(a)...)
 		if a.IsError {
-			st.agent.SetStatus(codes.Error, truncate(a.Result, MaxToolInput))
+			st.agent.SetStatus(codes.Error, textfmt.Clip(a.Result, MaxToolInput, "…"))
 		}
 	}
 }
@@ -332,16 +332,4 @@ func (r *RunTrace) End(result *runtime.Result) {
 		}
 	}
 	r.run.End()
-}
-
-// truncate keeps at most n bytes of s, cut on a rune boundary and marked with "…".
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }

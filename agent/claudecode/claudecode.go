@@ -10,12 +10,9 @@ package claudecode
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -23,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/voidbox/voidbox/internal/digest"
 )
 
 const (
@@ -113,7 +112,7 @@ func readInstalled(dir string, hash bool) (*Installed, error) {
 			in.Path, fi.Mode(), fi.Size(), installMeta, in.Version, in.Size)
 	}
 	if hash {
-		sum, err := fileSHA256(in.Path)
+		sum, err := digest.File(in.Path)
 		if err != nil {
 			return nil, err
 		}
@@ -122,19 +121,6 @@ func readInstalled(dir string, hash bool) (*Installed, error) {
 		}
 	}
 	return in, nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Entry is one version directory, as List shows it.

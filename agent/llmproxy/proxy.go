@@ -31,6 +31,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/voidbox/voidbox/internal/textfmt"
 )
 
 // AuthStyle is how the real key is presented to the provider.
@@ -257,7 +259,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		in := body.n.Load()
 		p.counters.record(rec.status, in, rec.bytes)
 		p.log.LogAttrs(r.Context(), slog.LevelInfo, "llm proxy request",
-			slog.String("method", r.Method), slog.String("path", truncate(r.URL.Path, 200)),
+			slog.String("method", r.Method), slog.String("path", textfmt.Clip(r.URL.Path, 200, "...")),
 			slog.Int("status", rec.status), slog.Int64("bytes_in", in), slog.Int64("bytes_out", rec.bytes),
 			slog.Duration("duration", time.Since(start)))
 	}()
@@ -295,7 +297,7 @@ func (p *Proxy) refuse(r *http.Request) *refusal {
 	if !allowed(r.Method, r.URL) {
 		return &refusal{http.StatusForbidden, "permission_error",
 			fmt.Sprintf("voidbox llm proxy: %s %s is not an API call this proxy forwards (allowed: %s)",
-				r.Method, truncate(r.URL.Path, 200), allowedList)}
+				r.Method, textfmt.Clip(r.URL.Path, 200, "..."), allowedList)}
 	}
 	if n := headerBytes(r.Header); n > p.maxHead {
 		return &refusal{http.StatusRequestHeaderFieldsTooLarge, "invalid_request_error",
@@ -369,11 +371,4 @@ func (p *Proxy) writeError(w http.ResponseWriter, status int, errorType, message
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(errorJSON(errorType, mask(message, p.key)))
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/voidbox/voidbox/internal/textfmt"
 )
 
 // Stats is what a proxy has done so far.
@@ -154,9 +156,9 @@ func (e *errorCapture) report() {
 		} `json:"error"`
 	}
 	if json.Unmarshal(e.head.Bytes(), &body) == nil {
-		pe.Type, pe.Message = truncate(body.Error.Type, 100), truncate(body.Error.Message, 1000)
+		pe.Type, pe.Message = textfmt.Clip(body.Error.Type, 100, "..."), textfmt.Clip(body.Error.Message, 1000, "...")
 	} else {
-		pe.Message = truncate(strings.TrimSpace(e.head.String()), 1000)
+		pe.Message = textfmt.Clip(strings.TrimSpace(e.head.String()), 1000, "...")
 	}
 	e.done(pe)
 }

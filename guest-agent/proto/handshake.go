@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/voidbox/voidbox/internal/textfmt"
 )
 
 // Version is the protocol version spoken after the handshake. Bump it on any
@@ -94,16 +96,9 @@ func proof(secret []byte, role, hostNonce, guestNonce string) string {
 
 func checkNonce(n string) error {
 	if b, err := hex.DecodeString(n); err != nil || len(b) != 16 {
-		return fmt.Errorf("handshake nonce must be 32 hex digits, got %q", truncate(n, 40))
+		return fmt.Errorf("handshake nonce must be 32 hex digits, got %q", textfmt.Clip(n, 40, "..."))
 	}
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }
 
 func versionMismatch(local, remote int, localName string) string {
@@ -123,7 +118,7 @@ func ServerHandshake(rw io.ReadWriter, secret string) error {
 		return err
 	}
 	if h.Magic != hostMagic {
-		return fmt.Errorf("handshake: peer magic %q, want %q", truncate(h.Magic, 40), hostMagic)
+		return fmt.Errorf("handshake: peer magic %q, want %q", textfmt.Clip(h.Magic, 40, "..."), hostMagic)
 	}
 	if h.Version != Version {
 		msg := versionMismatch(Version, h.Version, "guest agent")
@@ -167,10 +162,10 @@ func ClientHandshake(rw io.ReadWriter, secret string) error {
 		return err
 	}
 	if g.Magic != guestMagic {
-		return fmt.Errorf("handshake: peer magic %q, want %q (is the guest running voidbox-agent?)", truncate(g.Magic, 40), guestMagic)
+		return fmt.Errorf("handshake: peer magic %q, want %q (is the guest running voidbox-agent?)", textfmt.Clip(g.Magic, 40, "..."), guestMagic)
 	}
 	if g.Error != "" {
-		return fmt.Errorf("guest agent refused the handshake: %s", truncate(g.Error, 400))
+		return fmt.Errorf("guest agent refused the handshake: %s", textfmt.Clip(g.Error, 400, "..."))
 	}
 	if g.Version != Version {
 		return errors.New(versionMismatch(Version, g.Version, "host"))
@@ -189,7 +184,7 @@ func ClientHandshake(rw io.ReadWriter, secret string) error {
 		if r.Error == "authentication failed" {
 			return ErrAuth
 		}
-		return fmt.Errorf("guest agent refused the handshake: %s", truncate(r.Error, 400))
+		return fmt.Errorf("guest agent refused the handshake: %s", textfmt.Clip(r.Error, 400, "..."))
 	}
 	// Mutual: a process that merely sits on the transport cannot impersonate the agent.
 	if !hmac.Equal([]byte(r.Proof), []byte(proof(key, "guest", hostNonce, g.Nonce))) {
