@@ -122,6 +122,9 @@ func (b *Box) checkKind() error {
 		return fmt.Errorf("give cmd (a list of strings) for a command box, or prompt with an agent skill (skill(\"agent:claude-code\")) for an agent box")
 	case s.Prompt != "" && !hasAgent:
 		return fmt.Errorf("prompt needs an agent skill in skills, e.g. skills = [skill(\"agent:claude-code\")]")
+	case s.Cmd != nil && b.llm != nil:
+		// Nothing in a command box would talk to the model: refused, not ignored.
+		return fmt.Errorf("llm is for an agent box (prompt=); a command box runs no model: remove llm")
 	}
 	return nil
 }

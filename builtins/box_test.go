@@ -17,10 +17,13 @@ func TestBoxArgumentErrors(t *testing.T) {
 	runErrCases(t, "p.star", []errCase{
 		{"ok cmd", `box("a", cmd = ["true"])`, ""},
 		{"ok agent", `box("a", prompt = "hi", ` + agent + `)`, ""},
-		{"ok all", `box(name = "a.b_c-1", cmd = ("x",), image = "alpine:3.20", memory_mb = 64, vcpus = 64,
+		{"ok all", `box(name = "a.b_c-1", prompt = "p", skills = [skill("agent:claude-code")], image = "alpine:3.20", memory_mb = 64, vcpus = 64,
 			network = True, egress = ["example.test:80", "10.0.0.0/8", "10.1.0.0/16:5432", "[2001:db8::1]:443", "2001:db8::/32:443", "*.example.test", "host:11434"],
 			env = {"A_1": "x"}, timeout = "1h30m", retries = 10, on_failure = "continue", allow = ["tr"],
 			llm = llm.claude())`, ""},
+		{"ok all command", `box(name = "a.b_c-1", cmd = ("x",), image = "alpine:3.20", memory_mb = 64, vcpus = 64,
+			network = True, egress = ["example.test:80"], env = {"A_1": "x"}, timeout = "1h30m", retries = 10,
+			on_failure = "continue", allow = ["tr"])`, ""},
 		{"missing name", `box(cmd = ["x"])`, `box: missing argument for name`},
 		{"unknown kw", `box("a", cmd = ["x"], memory = 1)`, `box: unexpected keyword argument "memory" (did you mean memory_mb?)`},
 		{"name type", `box(1, cmd = ["x"])`, `box: name must be a string, got int`},
@@ -32,6 +35,7 @@ func TestBoxArgumentErrors(t *testing.T) {
 		{"prompt no agent", `box("a", prompt = "p")`, `box: prompt needs an agent skill in skills, e.g. skills = [skill("agent:claude-code")]`},
 		{"prompt only cli", `box("a", prompt = "p", skills = [skill("cli:jq")])`, `box: prompt needs an agent skill in skills, e.g. skills = [skill("agent:claude-code")]`},
 		{"prompt empty", `box("a", prompt = "", ` + agent + `)`, `box: prompt must not be empty`},
+		{"llm on a command box", `box("a", cmd = ["x"], llm = llm.claude())`, `box: llm is for an agent box (prompt=); a command box runs no model: remove llm`},
 		{"prompt type", `box("a", prompt = 3)`, `box: prompt must be a string, got int`},
 		{"cmd type", `box("a", cmd = "ls")`, `box: cmd must be a list of strings, got string`},
 		{"cmd empty", `box("a", cmd = [])`, `box: cmd must not be empty; give the program and its arguments, e.g. ["tr", "a-z", "A-Z"]`},
@@ -85,13 +89,14 @@ func TestBoxArgumentErrors(t *testing.T) {
 func TestBoxValue(t *testing.T) {
 	g := mustExec(t, "/w/p.star", `
 b = box("fetch", cmd = ["sh", "-c", "x"], network = True, egress = ["a.test:80"], env = {"K": "v"},
-        timeout = "90s", llm = llm.ollama("qwen3-coder"), skills = [skill("cli:jq", description = "JSON")])
+        timeout = "90s", skills = [skill("cli:jq", description = "JSON")])
+a = box("think", prompt = "p", skills = [skill("agent:claude-code")], llm = llm.ollama("qwen3-coder"))
 s = str(b)
 t = type(b)
 names = dir(b)
 cmd = b.cmd
 timeout = b.timeout
-model = b.llm.model
+model = a.llm.model
 skill_kind = b.skills[0].kind
 prompt = b.prompt
 ok = bool(b)
@@ -115,8 +120,11 @@ same = b == b
 	if st.Timeout != 90*time.Second || st.MemoryMB != 512 || st.VCPUs != 1 || st.OnFailure != runtime.FailStop {
 		t.Errorf("defaults/timeout wrong: %+v", st)
 	}
-	if st.LLM == nil || *st.LLM != (runtime.LLM{Provider: "ollama", Model: "qwen3-coder", BaseURL: "http://127.0.0.1:11434"}) {
-		t.Errorf("LLM = %+v", st.LLM)
+	if st.LLM != nil {
+		t.Errorf("a command box has LLM %+v", st.LLM)
+	}
+	if al := g["a"].(*Box).toStage().LLM; al == nil || *al != (runtime.LLM{Provider: "ollama", Model: "qwen3-coder", BaseURL: "http://127.0.0.1:11434"}) {
+		t.Errorf("LLM = %+v", al)
 	}
 	if !reflect.DeepEqual(st.Skills, []runtime.Skill{{Kind: runtime.SkillCLI, Name: "jq", Description: "JSON"}}) {
 		t.Errorf("Skills = %+v", st.Skills)
