@@ -122,6 +122,10 @@ func (b *Box) checkKind() error {
 		return fmt.Errorf("give cmd (a list of strings) for a command box, or prompt with an agent skill (skill(\"agent:claude-code\")) for an agent box")
 	case s.Prompt != "" && !hasAgent:
 		return fmt.Errorf("prompt needs an agent skill in skills, e.g. skills = [skill(\"agent:claude-code\")]")
+	case s.Prompt != "" && len(s.Allow) > 0:
+		// The guest checks the list on the program it starts; an agent's tools run
+		// commands it never sees, so the list would promise what nothing enforces.
+		return fmt.Errorf("allow is for a command box: an agent box's tool commands are not checked against it; remove allow")
 	case s.Cmd != nil && b.llm != nil:
 		// Nothing in a command box would talk to the model: refused, not ignored.
 		return fmt.Errorf("llm is for an agent box (prompt=); a command box runs no model: remove llm")
