@@ -107,9 +107,12 @@ func describe(b *strings.Builder, n Node, first, rest string) {
 // settings summarises what a stage runs and the sandbox it gets.
 func (s *Stage) settings() string {
 	var parts []string
-	if len(s.Cmd) > 0 {
+	switch {
+	case len(s.Steps) > 0:
+		parts = append(parts, fmt.Sprintf("steps=%d output_step=%s", len(s.Steps), s.Steps[outputStepIndex(s)].Name))
+	case len(s.Cmd) > 0:
 		parts = append(parts, fmt.Sprintf("cmd=%q", s.Cmd))
-	} else {
+	default:
 		parts = append(parts, fmt.Sprintf("prompt=%q", textfmt.Clip(s.Prompt, 40, "...")))
 	}
 	parts = append(parts, fmt.Sprintf("memory=%dMiB vcpus=%d", s.MemoryMB, s.VCPUs))

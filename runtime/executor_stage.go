@@ -26,6 +26,7 @@ type outcome struct {
 	permanent      bool   // a retry cannot help (e.g. the provider cannot run agents)
 	network        *NetworkCounts
 	agent          *AgentReport
+	steps          []StepResult // a workflow stage's steps
 }
 
 // stage runs s (with its retries) and returns its output: stdout on success, "" otherwise.
@@ -51,7 +52,7 @@ func (r *run) stage(s *Stage, input string) string {
 		out = r.attempt(s, input)
 		r.release()
 		sr.ExitCode, sr.Signal, sr.Stdout, sr.Stderr = out.exitCode, out.signal, out.stdout, out.stderr
-		sr.Network, sr.Agent = out.network, out.agent
+		sr.Network, sr.Agent, sr.Steps = out.network, out.agent, out.steps
 		if out.err == nil {
 			sr.Status, sr.Output, sr.Error = StatusOK, out.stdout, ""
 			break
@@ -125,7 +126,7 @@ func specFor(s *Stage) SandboxSpec {
 // so the other stages' sandboxes are still closed by their own attempts).
 func (r *run) attempt(s *Stage, input string) (o outcome) {
 	agent, isAgent := r.e.Provider.(AgentRunner)
-	if len(s.Cmd) == 0 && !isAgent {
+	if len(s.Cmd) == 0 && len(s.Steps) == 0 && !isAgent {
 		o.err = fmt.Errorf("agent stages (prompt=) are not supported by the %s sandbox yet", r.e.Provider.Name())
 		o.permanent = true
 		return o
@@ -154,7 +155,7 @@ func (r *run) attempt(s *Stage, input string) (o outcome) {
 		o.permanent = errors.Is(err, ErrUnsupported)
 		return o
 	}
-	if !isAgent || len(s.Cmd) > 0 {
+	if !isAgent || len(s.Cmd) > 0 || len(s.Steps) > 0 {
 		agent = nil
 	}
 	return r.execute(sb, r.withTraceContext(s), input, agent)
@@ -224,6 +225,9 @@ func (r *run) execute(sb Sandbox, s *Stage, input string, agent AgentRunner) (o 
 			o.err = r.classify(ctx, s, stdout, stderr, o.err)
 		}
 	}()
+	if len(s.Steps) > 0 {
+		return r.runSteps(ctx, sb, s, stdout, stderr)
+	}
 	if agent != nil {
 		report := func(c ToolCall) { r.emit(Event{Stage: s.Name, Kind: EventTool, Tool: &c}) }
 		res, err := agent.RunAgent(withToolReporter(ctx, report), sb, s, input)
@@ -240,6 +244,8 @@ func (r *run) execute(sb Sandbox, s *Stage, input string, agent AgentRunner) (o 
 			o.err = fmt.Errorf("agent: %s", strings.TrimSpace(res.Agent.Result))
 		case res.ExitCode != 0 || res.Signal != "":
 			o.err = exitError(res.ExitCode, res.Signal, o.stderr)
+		case s.OutputFile != "":
+			o.stdout, o.err = readOutputFile(ctx, sb, s.OutputFile, r.limit)
 		}
 		return o
 	}
@@ -373,4 +379,17 @@ func (w *capWriter) overflow() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.over
+}
+
+// readOutputFile reads an agent stage's output_file from its sandbox: the stage's output
+// when the agent was told to write its result there. A missing file fails the stage.
+func readOutputFile(ctx context.Context, sb Sandbox, path string, limit int) (string, error) {
+	data, err := sb.ReadFile(ctx, path)
+	if err != nil {
+		return "", fmt.Errorf("output_file %s: the agent did not leave it readable: %w", path, err)
+	}
+	if len(data) > limit {
+		return "", fmt.Errorf("output_file %s: %d bytes exceed %s", path, len(data), sizeString(limit))
+	}
+	return string(data), nil
 }

@@ -98,6 +98,14 @@ type Stage struct {
 	OnFailure FailurePolicy
 	Allow     []string // command allowlist; empty allows any
 	Pos       string   // where the box was declared, "file.star:3:7"
+	// Steps make the stage a workflow (Cmd and Prompt empty): its steps run as a DAG
+	// in the stage's one sandbox (workflow.go). OutputStep names the step whose stdout
+	// is the stage's output; "" means the last step declared.
+	Steps      []Step
+	OutputStep string
+	// OutputFile, for an agent stage, is a file under /workspace whose content becomes
+	// the stage's output instead of the agent's answer.
+	OutputFile string
 }
 
 // Pipe runs its nodes in sequence; each node's output is the next one's input.

@@ -40,6 +40,8 @@ type StageResult struct {
 	Network *NetworkCounts `json:"network,omitempty"`
 	// Agent is the last attempt's agent report, for an agent stage whose agent ran.
 	Agent *AgentReport `json:"agent,omitempty"`
+	// Steps are a workflow stage's steps in declaration order (see Stage.Steps).
+	Steps []StepResult `json:"steps,omitempty"`
 }
 
 // Result is a whole run's outcome.

@@ -187,8 +187,19 @@ func validateForRun(root Node) error {
 	check = func(n Node) error {
 		switch n := n.(type) {
 		case *Stage:
-			if (len(n.Cmd) == 0) == (n.Prompt == "") {
-				return fmt.Errorf("box %q (declared at %s): set exactly one of cmd= or prompt=", n.Name, n.Pos)
+			kinds := 0
+			for _, set := range []bool{len(n.Cmd) > 0, n.Prompt != "", len(n.Steps) > 0} {
+				if set {
+					kinds++
+				}
+			}
+			if kinds != 1 {
+				return fmt.Errorf("box %q (declared at %s): set exactly one of cmd=, prompt= or steps=", n.Name, n.Pos)
+			}
+			if len(n.Steps) > 0 {
+				if err := ValidateSteps(n.Steps, n.OutputStep); err != nil {
+					return fmt.Errorf("box %q (declared at %s): %w", n.Name, n.Pos, err)
+				}
 			}
 			return nil
 		default:
