@@ -225,6 +225,7 @@ func (s *Server) exec(st *yamux.Stream, req proto.Request) {
 	}
 
 	var wmu sync.Mutex // one frame at a time on the stream
+	stats := s.startStats(st, &wmu, req.StatsMS)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go pumpOutput(&wg, &wmu, st, proto.FrameStdout, pipes.stdout)
@@ -269,6 +270,7 @@ func (s *Server) exec(st *yamux.Stream, req proto.Request) {
 	if s.opts.Debug || timedOut || oom {
 		s.opts.Logf("exec %s pid %d ended after %v: exit %d %s timed_out=%v oom=%v", req.Args[0], p.pgid, time.Since(begin).Round(time.Millisecond), res.ExitCode, res.Signal, timedOut, oom)
 	}
+	stats.stop()
 	wmu.Lock()
 	_ = proto.WriteJSON(st, proto.FrameExit, res)
 	wmu.Unlock()

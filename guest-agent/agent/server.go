@@ -56,6 +56,9 @@ type Options struct {
 	// soon as they are accepted. 0 means proto.MaxForwardConns.
 	ForwardConns int
 
+	// ProcRoot is where exec resource samples are read (stats.go); default /proc.
+	ProcRoot string
+
 	Debug            bool                 // log every exec's start and end, not only failures
 	HandshakeTimeout time.Duration        // default 30s; applies when the conn has deadlines
 	OnShutdown       func()               // called after acknowledging a shutdown request

@@ -24,6 +24,11 @@ type ExecRequest struct {
 	Stdout  io.Writer // nil discards
 	Stderr  io.Writer // nil discards
 	Timeout time.Duration
+	// StatsInterval asks the guest for a resource sample (stats.go) this often while
+	// the process runs, and once when it ends; each is passed to OnStats. Zero, or a
+	// nil OnStats, samples nothing. It is clamped to MinStatsInterval..MaxStatsInterval.
+	StatsInterval time.Duration
+	OnStats       func(Stats)
 }
 
 // ExecResult is how a guest process ended (same fields as runtime.ExecResult).
@@ -288,6 +293,11 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest) (ExecResult, error) 
 	if req.Timeout > 0 {
 		wire.TimeoutMS = max(1, req.Timeout.Milliseconds())
 	}
+	var stats statsGate
+	if req.OnStats != nil {
+		wire.StatsMS = statsMS(req.StatsInterval)
+		stats.interval = time.Duration(wire.StatsMS) * time.Millisecond
+	}
 	st, err := c.sess.OpenStream()
 	if err != nil {
 		return ExecResult{}, fmt.Errorf("open agent stream for exec: %w", err)
@@ -346,6 +356,16 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest) (ExecResult, error) 
 				return res, fmt.Errorf("agent exec %s: %w", req.Args[0], ctx.Err())
 			}
 			return res, nil
+		case FrameStats:
+			s, err := DecodeStats(f.Payload)
+			if err == nil {
+				err = stats.check(s)
+			}
+			if err != nil {
+				cancelRemote()
+				return ExecResult{}, fmt.Errorf("agent exec %s: %w", req.Args[0], err)
+			}
+			req.OnStats(s)
 		case FrameError:
 			return ExecResult{}, remoteErr(f.Payload)
 		default:

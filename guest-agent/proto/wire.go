@@ -40,11 +40,12 @@ const (
 	FrameEnd      FrameType = 9  // host→guest: end of file content; either way: a forwarded connection's half-close
 	FrameOK       FrameType = 10 // guest→host: JSON Response, last frame of a successful request
 	FrameOpen     FrameType = 11 // guest→host: JSON ForwardOpen, first frame of a forwarded connection
-	frameTypeMax            = FrameOpen
+	FrameStats    FrameType = 12 // guest→host: a resource sample during an exec (stats.go)
+	frameTypeMax            = FrameStats
 )
 
 func (t FrameType) String() string {
-	names := [...]string{"", "request", "stdin", "stdin-eof", "stdout", "stderr", "exit", "error", "data", "end", "ok", "open"}
+	names := [...]string{"", "request", "stdin", "stdin-eof", "stdout", "stderr", "exit", "error", "data", "end", "ok", "open", "stats"}
 	if t >= 1 && t <= frameTypeMax {
 		return names[t]
 	}
@@ -89,6 +90,9 @@ func ReadFrame(r io.Reader) (Frame, error) {
 	limit := uint32(MaxFrame)
 	if t == FrameRequest || t == FrameExit || t == FrameError || t == FrameOK || t == FrameOpen {
 		limit = MaxHeader
+	}
+	if t == FrameStats {
+		limit = StatsLen
 	}
 	if n > limit {
 		return Frame{}, fmt.Errorf("%s frame announces %d bytes, at most %d allowed", t, n, limit)
@@ -143,7 +147,8 @@ type Request struct {
 	Path      string            `json:"path,omitempty"`
 	Mode      uint32            `json:"mode,omitempty"`
 	Size      int64             `json:"size,omitempty"`
-	Stream    uint32            `json:"stream,omitempty"` // OpCancel: the exec's stream id
+	Stream    uint32            `json:"stream,omitempty"`   // OpCancel: the exec's stream id
+	StatsMS   int64             `json:"stats_ms,omitempty"` // OpExec: sampling interval (stats.go), 0 off
 }
 
 // DecodeRequest parses and validates a request frame payload.
@@ -165,6 +170,9 @@ func DecodeRequest(p []byte) (Request, error) {
 		}
 		if r.TimeoutMS < 0 {
 			return Request{}, fmt.Errorf("exec timeout %dms is negative", r.TimeoutMS)
+		}
+		if err := checkStatsInterval(r.StatsMS); err != nil {
+			return Request{}, err
 		}
 		for _, a := range r.Args {
 			if bytes.IndexByte([]byte(a), 0) >= 0 {
