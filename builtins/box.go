@@ -14,11 +14,13 @@ type boxArgs struct {
 	memoryMB, vcpus, network, egress, mounts starlark.Value
 	ports                                    starlark.Value
 	env, timeout, retries, onFailure, allow  starlark.Value
+	steps, outputStep, outputFile            starlark.Value // workflow.go
 }
 
 // boxBuiltin implements box(name, cmd=None, prompt=None, image=None, skills=[],
 // llm=None, memory_mb=512, vcpus=1, network=False, egress=[], ports=[], mounts=[], env={},
-// timeout="10m", retries=0, on_failure="stop", allow=[]).
+// timeout="10m", retries=0, on_failure="stop", allow=[], steps=[], output_step=None,
+// output_file=None).
 func boxBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var a boxArgs
 	// Every parameter is unpacked as a plain Value so that type errors use our
@@ -28,7 +30,7 @@ func boxBuiltin(thread *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 		"skills?", &a.skills, "llm?", &a.llm, "memory_mb?", &a.memoryMB, "vcpus?", &a.vcpus,
 		"network?", &a.network, "egress?", &a.egress, "ports?", &a.ports, "mounts?", &a.mounts, "env?", &a.env,
 		"timeout?", &a.timeout, "retries?", &a.retries, "on_failure?", &a.onFailure,
-		"allow?", &a.allow); err != nil {
+		"allow?", &a.allow, "steps?", &a.steps, "output_step?", &a.outputStep, "output_file?", &a.outputFile); err != nil {
 		return nil, err
 	}
 	b, err := makeBox(&a)
@@ -103,6 +105,12 @@ func makeBox(a *boxArgs) (*Box, error) {
 	if err := b.setFailure(a); err != nil {
 		return nil, err
 	}
+	if err := b.setWorkflow(a); err != nil {
+		return nil, err
+	}
+	if err := b.checkWorkflowKind(); err != nil {
+		return nil, err
+	}
 	return b, b.checkKind()
 }
 
@@ -118,7 +126,7 @@ func (b *Box) checkKind() error {
 	switch {
 	case s.Cmd != nil && s.Prompt != "":
 		return fmt.Errorf("give either cmd (a command box) or prompt (an agent box), not both")
-	case s.Cmd == nil && s.Prompt == "":
+	case s.Cmd == nil && s.Prompt == "" && len(s.Steps) == 0:
 		return fmt.Errorf("give cmd (a list of strings) for a command box, or prompt with an agent skill (skill(\"agent:claude-code\")) for an agent box")
 	case s.Prompt != "" && !hasAgent:
 		return fmt.Errorf("prompt needs an agent skill in skills, e.g. skills = [skill(\"agent:claude-code\")]")
@@ -296,6 +304,11 @@ func (b *Box) setFailure(a *boxArgs) error {
 func (b *Box) toStage() *runtime.Stage {
 	s := b.stage
 	s.Cmd = cloneStrings(s.Cmd)
+	s.Steps = nil
+	for _, st := range b.stage.Steps {
+		st.Args, st.DependsOn = cloneStrings(st.Args), cloneStrings(st.DependsOn)
+		s.Steps = append(s.Steps, st)
+	}
 	s.Egress = cloneStrings(s.Egress)
 	s.Allow = cloneStrings(s.Allow)
 	s.Env = cloneMap(s.Env)

@@ -106,7 +106,7 @@ same = b == b
 	want := map[string]string{
 		"s": `"box(\"fetch\")"`, "t": `"box"`, "cmd": `["sh", "-c", "x"]`, "timeout": `"1m30s"`,
 		"model": `"qwen3-coder"`, "skill_kind": `"cli"`, "prompt": `None`, "ok": `True`, "same": `True`,
-		"names": `["allow", "cmd", "egress", "env", "image", "llm", "memory_mb", "mounts", "name", "network", "on_failure", "ports", "pos", "prompt", "retries", "skills", "timeout", "vcpus"]`,
+		"names": `["allow", "cmd", "egress", "env", "image", "llm", "memory_mb", "mounts", "name", "network", "on_failure", "output_file", "output_step", "ports", "pos", "prompt", "retries", "skills", "steps", "timeout", "vcpus"]`,
 	}
 	for k, w := range want {
 		if got := g[k].String(); got != w {

@@ -10,7 +10,7 @@ import (
 	"go.starlark.net/starlarkstruct"
 )
 
-// Predeclared returns the DSL's global names: box, skill, llm, mount, pipe, fan_out,
+// Predeclared returns the DSL's global names: box, step, skill, llm, mount, pipe, fan_out,
 // run, and the json, time, math and struct helpers from go.starlark.net; it also
 // shadows Starlark's universal builtins with wrappers whose keyword-argument errors
 // name the argument (see namingKeywords), and getattr with one that respects results
@@ -20,6 +20,7 @@ func Predeclared() starlark.StringDict {
 	pre := universe()
 	dsl := starlark.StringDict{
 		"box":     starlark.NewBuiltin("box", boxBuiltin),
+		"step":    starlark.NewBuiltin("step", stepBuiltin),
 		"skill":   starlark.NewBuiltin("skill", skillBuiltin),
 		"llm":     llmModule(),
 		"mount":   starlark.NewBuiltin("mount", mountBuiltin),

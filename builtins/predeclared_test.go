@@ -17,7 +17,7 @@ func TestPredeclared(t *testing.T) {
 		}
 	}
 	sort.Strings(names)
-	if got := strings.Join(names, " "); got != "box fan_out json llm math mount pipe run skill struct time" {
+	if got := strings.Join(names, " "); got != "box fan_out json llm math mount pipe run skill step struct time" {
 		t.Fatalf("Predeclared DSL names = %s", got)
 	}
 	// Every universal builtin but set is shadowed by a wrapper of the same name.

@@ -136,12 +136,15 @@ func (b *Box) attrs() attrTable {
 			}
 			return stringList(ps)
 		},
-		"env":        func() starlark.Value { return stringDict(s.Env) },
-		"timeout":    func() starlark.Value { return starlark.String(s.Timeout.String()) },
-		"retries":    func() starlark.Value { return starlark.MakeInt(s.Retries) },
-		"on_failure": func() starlark.Value { return starlark.String(string(s.OnFailure)) },
-		"allow":      func() starlark.Value { return stringList(s.Allow) },
-		"pos":        func() starlark.Value { return starlark.String(s.Pos) },
+		"env":         func() starlark.Value { return stringDict(s.Env) },
+		"timeout":     func() starlark.Value { return starlark.String(s.Timeout.String()) },
+		"retries":     func() starlark.Value { return starlark.MakeInt(s.Retries) },
+		"on_failure":  func() starlark.Value { return starlark.String(string(s.OnFailure)) },
+		"allow":       func() starlark.Value { return stringList(s.Allow) },
+		"pos":         func() starlark.Value { return starlark.String(s.Pos) },
+		"steps":       func() starlark.Value { return stepValues(s.Steps) },
+		"output_step": func() starlark.Value { return noneOr(s.OutputStep) },
+		"output_file": func() starlark.Value { return noneOr(s.OutputFile) },
 		"skills": func() starlark.Value {
 			vs := make([]starlark.Value, len(b.skills))
 			for i, sk := range b.skills {
