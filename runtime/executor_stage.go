@@ -27,6 +27,7 @@ type outcome struct {
 	network        *NetworkCounts
 	agent          *AgentReport
 	steps          []StepResult // a workflow stage's steps
+	guest          *GuestStats  // the guest's samples (guest.go)
 }
 
 // stage runs s (with its retries) and returns its output: stdout on success, "" otherwise.
@@ -53,6 +54,7 @@ func (r *run) stage(s *Stage, input string) string {
 		r.release()
 		sr.ExitCode, sr.Signal, sr.Stdout, sr.Stderr = out.exitCode, out.signal, out.stdout, out.stderr
 		sr.Network, sr.Agent, sr.Steps = out.network, out.agent, out.steps
+		sr.Guest = out.guest
 		if out.err == nil {
 			sr.Status, sr.Output, sr.Error = StatusOK, out.stdout, ""
 			break
@@ -215,6 +217,8 @@ func (r *run) execute(sb Sandbox, s *Stage, input string, agent AgentRunner) (o 
 		ctx, cancel = context.WithCancel(r.ctx) // cancelled on output overflow
 	}
 	defer cancel()
+	ctx, guest := r.guestSampling(ctx, s.Name)
+	defer func() { o.guest = guest.summary() }()
 	stdout := &capWriter{limit: r.limit, onOverflow: cancel}
 	stderr := &capWriter{limit: r.limit, onOverflow: cancel}
 	defer func() {

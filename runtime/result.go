@@ -42,6 +42,9 @@ type StageResult struct {
 	Agent *AgentReport `json:"agent,omitempty"`
 	// Steps are a workflow stage's steps in declaration order (see Stage.Steps).
 	Steps []StepResult `json:"steps,omitempty"`
+	// Guest is the last attempt's guest CPU/memory/network/process samples (guest.go);
+	// nil when the sandbox measured nothing (local, mock).
+	Guest *GuestStats `json:"guest,omitempty"`
 }
 
 // Result is a whole run's outcome.
@@ -62,7 +65,8 @@ type Event struct {
 	Duration time.Duration
 	Err      error
 	Result   *StageResult
-	Tool     *ToolCall // EventTool: the call the agent just made
+	Tool     *ToolCall    // EventTool: the call the agent just made
+	Sample   *GuestSample // EventSample: the stage's guest, sampled while it runs
 }
 
 // EventKind says what happened to a stage.
@@ -74,4 +78,7 @@ const (
 	EventEnd   EventKind = "end"
 	EventSkip  EventKind = "skip"
 	EventTool  EventKind = "tool" // an agent stage's agent called a tool
+	// EventSample: a VM stage's guest was sampled (about every 500ms while it runs);
+	// a live view that prints a line per event should skip it.
+	EventSample EventKind = "sample"
 )
