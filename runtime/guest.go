@@ -79,7 +79,9 @@ func WantsGuestSamples(ctx context.Context) bool {
 	return ok
 }
 
-func withGuestReporter(ctx context.Context, f func(GuestSample)) context.Context {
+// WithGuestSampler returns ctx with f as the receiver of ReportGuestSample, for code
+// that drives a Sandbox itself (tests, benchmarks); the executor sets its own.
+func WithGuestSampler(ctx context.Context, f func(GuestSample)) context.Context {
 	return context.WithValue(ctx, guestReporterKey{}, f)
 }
 
@@ -88,7 +90,7 @@ func withGuestReporter(ctx context.Context, f func(GuestSample)) context.Context
 func (r *run) guestSampling(ctx context.Context, stage string) (context.Context, *guestRecorder) {
 	g := &guestRecorder{}
 	start := time.Now()
-	return withGuestReporter(ctx, func(s GuestSample) {
+	return WithGuestSampler(ctx, func(s GuestSample) {
 		if s.At.IsZero() {
 			s.At = time.Now()
 		}

@@ -228,10 +228,11 @@ func (s *Sandbox) exec(ctx context.Context, req runtime.ExecRequest, workingDir 
 	if len(req.Args) == 0 {
 		return runtime.ExecResult{}, errors.New("empty command") // execError needs Args[0]
 	}
+	interval, onStats := guestSampling(ctx)
 	res, err := s.client.Exec(ctx, s.fs.execRequest(proto.ExecRequest{
 		Args: req.Args, Env: req.Env, Dir: req.Dir,
 		Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr,
-		Timeout: req.Timeout,
+		Timeout: req.Timeout, StatsInterval: interval, OnStats: onStats,
 	}, workingDir))
 	if err != nil {
 		return runtime.ExecResult{}, execError(req.Args[0], s.explain(err))
