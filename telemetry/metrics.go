@@ -39,6 +39,7 @@ type meters struct {
 	cost          metric.Float64Counter
 	toolCalls     metric.Int64Counter
 	network       metric.Int64Counter
+	guest         *guestMeters // guest.go
 }
 
 // otlpMetricExporter returns the OTLP metric exporter the environment configures, or
@@ -115,6 +116,7 @@ func newMeters(exp sdkmetric.Exporter, res *resource.Resource) *meters {
 		metric.WithDescription("Tool calls an agent made, by gen_ai.tool.name."))
 	ms.network, _ = m.Int64Counter("voidbox.network.decisions", metric.WithUnit("{decision}"),
 		metric.WithDescription("Egress decisions of a stage's network filter, by protocol and decision."))
+	ms.guest = newGuestMeters(m)
 	return ms
 }
 
@@ -139,6 +141,9 @@ func (m *meters) event(ctx context.Context, ev runtime.Event, s *runtime.Stage) 
 	switch ev.Kind {
 	case runtime.EventStart:
 		m.stageAttempts.Add(ctx, 1, metric.WithAttributes(stage))
+		m.guest.start(ev.Stage)
+	case runtime.EventSample:
+		m.guest.sample(ctx, stage, ev.Stage, ev.Sample)
 	case runtime.EventRetry:
 		m.stageRetries.Add(ctx, 1, metric.WithAttributes(stage))
 	case runtime.EventTool:

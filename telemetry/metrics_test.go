@@ -108,33 +108,12 @@ func TestBadMetricsProtocolIsAnError(t *testing.T) {
 // the last export of a metric holds the run's totals.
 func checkMetrics(t *testing.T, reqs []*colmetricpb.ExportMetricsServiceRequest) {
 	t.Helper()
-	byName := map[string]*metricpb.Metric{}
-	for _, req := range reqs {
-		for _, rm := range req.ResourceMetrics {
-			if got := str(rm.Resource.GetAttributes(), "service.name"); got != "voidbox-test" {
-				t.Errorf("metrics resource service.name = %q, want voidbox-test", got)
-			}
-			for _, sm := range rm.ScopeMetrics {
-				if sm.Scope.GetName() != ScopeName {
-					t.Errorf("metrics scope name %q, want %s", sm.Scope.GetName(), ScopeName)
-				}
-				for _, m := range sm.Metrics {
-					byName[m.Name] = m
-				}
-			}
-		}
-	}
-	if len(byName) == 0 {
-		t.Fatalf("the receiver got no metrics in %d requests", len(reqs))
-	}
+	byName := metricsByName(t, reqs)
 	get := func(name, unit string, histogram bool) *metricpb.Metric {
 		t.Helper()
-		m := byName[name]
+		m := namedMetric(t, byName, name, unit)
 		switch {
 		case m == nil:
-			t.Errorf("no metric %s; got %v", name, metricNames(byName))
-		case m.Unit != unit:
-			t.Errorf("metric %s unit %q, want %q", name, m.Unit, unit)
 		case histogram && m.GetHistogram() == nil:
 			t.Errorf("metric %s is %T, want a histogram", name, m.Data)
 		case !histogram && !m.GetSum().GetIsMonotonic():
@@ -205,6 +184,48 @@ func checkMetrics(t *testing.T, reqs []*colmetricpb.ExportMetricsServiceRequest)
 			}
 		}
 	}
+}
+
+// metricsByName is the last export of each metric in reqs, which must come from the
+// voidbox-test service and this package's scope.
+func metricsByName(t *testing.T, reqs []*colmetricpb.ExportMetricsServiceRequest) map[string]*metricpb.Metric {
+	t.Helper()
+	byName := map[string]*metricpb.Metric{}
+	for _, req := range reqs {
+		for _, rm := range req.ResourceMetrics {
+			if got := str(rm.Resource.GetAttributes(), "service.name"); got != "voidbox-test" {
+				t.Errorf("metrics resource service.name = %q, want voidbox-test", got)
+			}
+			for _, sm := range rm.ScopeMetrics {
+				if sm.Scope.GetName() != ScopeName {
+					t.Errorf("metrics scope name %q, want %s", sm.Scope.GetName(), ScopeName)
+				}
+				for _, m := range sm.Metrics {
+					byName[m.Name] = m
+				}
+			}
+		}
+	}
+	if len(byName) == 0 {
+		t.Fatalf("the receiver got no metrics in %d requests", len(reqs))
+	}
+	return byName
+}
+
+// namedMetric is byName[name] when it is there with unit; else the test fails saying
+// why, and it is nil.
+func namedMetric(t *testing.T, byName map[string]*metricpb.Metric, name, unit string) *metricpb.Metric {
+	t.Helper()
+	m := byName[name]
+	switch {
+	case m == nil:
+		t.Errorf("no metric %s; got %v", name, metricNames(byName))
+	case m.Unit != unit:
+		t.Errorf("metric %s unit %q, want %q", name, m.Unit, unit)
+	default:
+		return m
+	}
+	return nil
 }
 
 // sumPoints adds the values of m's points whose attributes include match.
