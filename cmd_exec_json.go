@@ -41,6 +41,9 @@ type jsonStage struct {
 	Network *runtime.NetworkCounts `json:"network,omitempty"`
 	// Agent is an agent stage's report (null for command stages).
 	Agent *runtime.AgentReport `json:"agent"`
+	// Guest is the guest's CPU, memory, network and process samples (null where
+	// nothing was measured: local and mock sandboxes, a VM whose command never ran).
+	Guest *runtime.GuestStats `json:"guest"`
 }
 
 // jsonText is an `output` field under the UTF-8-or-base64 rule.
@@ -78,6 +81,7 @@ func newJSONResult(r *runtime.Result) *jsonResult {
 	doc.Output, doc.OutputBase64 = textOrBase64(r.Output)
 	for name, s := range r.Stages {
 		js := &jsonStage{Name: s.Name, Status: s.Status, ExitCode: s.ExitCode, DurationMS: s.DurationMS, Attempts: s.Attempts, Error: s.Error, Network: s.Network, Agent: s.Agent}
+		js.Guest = s.Guest
 		if s.Signal != "" {
 			js.Signal = &s.Signal
 		}
