@@ -466,4 +466,3 @@ func (b *builder) llm(n *yaml.Node, path string) (*call, error) {
 	}
 	return c, nil
 }
-

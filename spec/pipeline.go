@@ -184,4 +184,3 @@ func (b *builder) stages(o *object, vars map[string]string, names []string) (str
 	}
 	return "pipe(" + strings.Join(parts, ", ") + ")", nil
 }
-
