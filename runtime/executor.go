@@ -90,6 +90,7 @@ type run struct {
 	stop    context.CancelFunc
 	sem     chan struct{}
 	limit   int
+	start   time.Time // when Run began: phases are dated from it
 	eventMu sync.Mutex
 
 	mu      sync.Mutex
@@ -123,8 +124,9 @@ func (e *Executor) Run(ctx context.Context, root Node) (*Result, error) {
 		sem:     make(chan struct{}, parallel),
 		limit:   limit,
 		results: map[string]*StageResult{},
+		start:   time.Now(),
 	}
-	start := time.Now()
+	start := r.start
 	output := r.node(root, "")
 
 	res := &Result{Stages: r.results, DurationMS: time.Since(start).Milliseconds()}

@@ -28,6 +28,7 @@ type outcome struct {
 	agent          *AgentReport
 	steps          []StepResult // a workflow stage's steps
 	guest          *GuestStats  // the guest's samples (guest.go)
+	phases         []Phase
 }
 
 // stage runs s (with its retries) and returns its output: stdout on success, "" otherwise.
@@ -50,8 +51,9 @@ func (r *run) stage(s *Stage, input string) string {
 		}
 		sr.Attempts = attempt
 		r.emit(Event{Stage: s.Name, Kind: EventStart, Attempt: attempt})
-		out = r.attempt(s, input)
+		out = r.attempt(s, input, attempt)
 		r.release()
+		keepPhases(sr, out.phases)
 		sr.ExitCode, sr.Signal, sr.Stdout, sr.Stderr = out.exitCode, out.signal, out.stdout, out.stderr
 		sr.Network, sr.Agent, sr.Steps = out.network, out.agent, out.steps
 		sr.Guest = out.guest
@@ -126,19 +128,22 @@ func specFor(s *Stage) SandboxSpec {
 // timeout), then the command or agent (bounded by the stage's timeout). The sandbox is
 // closed on every path, a panic in a provider included (it becomes this attempt's error,
 // so the other stages' sandboxes are still closed by their own attempts).
-func (r *run) attempt(s *Stage, input string) (o outcome) {
+func (r *run) attempt(s *Stage, input string, n int) (o outcome) {
 	agent, isAgent := r.e.Provider.(AgentRunner)
 	if len(s.Cmd) == 0 && len(s.Steps) == 0 && !isAgent {
 		o.err = fmt.Errorf("agent stages (prompt=) are not supported by the %s sandbox yet", r.e.Provider.Name())
 		o.permanent = true
 		return o
 	}
+	phases := r.newPhaseLog(s.Name, n)
+	ctx := phases.context(r.ctx)
+	defer func() { o.phases = phases.list() }()
 	defer func() {
 		if p := recover(); p != nil {
 			o.err = fmt.Errorf("%s sandbox panicked: %v", r.e.Provider.Name(), p)
 		}
 	}()
-	sb, err := r.boot(s, input)
+	sb, err := r.boot(ctx, s, input)
 	if sb != nil {
 		defer func() {
 			if nr, ok := sb.(NetworkReporter); ok {
@@ -147,7 +152,7 @@ func (r *run) attempt(s *Stage, input string) (o outcome) {
 				}
 			}
 			// The stage's work is done either way; a failed close is worth seeing, not a retry.
-			if err := sb.Close(); err != nil {
+			if err := Timed(ctx, PhaseClose, "", sb.Close); err != nil {
 				o.stderr += fmt.Sprintf("\nvoidbox: closing sandbox: %v\n", err)
 			}
 		}()
@@ -160,24 +165,26 @@ func (r *run) attempt(s *Stage, input string) (o outcome) {
 	if !isAgent || len(s.Cmd) > 0 || len(s.Steps) > 0 {
 		agent = nil
 	}
-	return r.execute(sb, r.withTraceContext(s), input, agent)
+	return r.execute(ctx, sb, r.withTraceContext(s), input, agent)
 }
 
 // boot opens s's sandbox and writes its input, within the executor's boot timeout. A
 // sandbox that opened is returned even when writing the input failed, for the caller to
 // close.
-func (r *run) boot(s *Stage, input string) (Sandbox, error) {
+func (r *run) boot(ctx context.Context, s *Stage, input string) (Sandbox, error) {
 	limit := r.e.BootTimeout
 	if limit <= 0 {
 		limit = BootTimeout
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, limit)
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	name := r.e.Provider.Name()
 	sb, err := r.e.Provider.Open(ctx, specFor(s))
 	if err != nil {
 		sb, err = nil, fmt.Errorf("open %s sandbox: %w", name, err)
-	} else if err = sb.WriteFile(ctx, InputPath, []byte(input), 0o644); err != nil {
+	} else if err = Timed(ctx, PhaseWriteFile, InputPath, func() error {
+		return sb.WriteFile(ctx, InputPath, []byte(input), 0o644)
+	}); err != nil {
 		err = fmt.Errorf("write %s: %w", InputPath, err)
 	}
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && r.ctx.Err() == nil {
@@ -208,13 +215,13 @@ func (r *run) withTraceContext(s *Stage) *Stage {
 
 // execute runs s's command (or, with agent set, its agent) in sb. The stage's timeout
 // starts here, when the command starts.
-func (r *run) execute(sb Sandbox, s *Stage, input string, agent AgentRunner) (o outcome) {
+func (r *run) execute(attemptCtx context.Context, sb Sandbox, s *Stage, input string, agent AgentRunner) (o outcome) {
 	var ctx context.Context
 	var cancel context.CancelFunc
 	if s.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(r.ctx, s.Timeout)
+		ctx, cancel = context.WithTimeout(attemptCtx, s.Timeout)
 	} else {
-		ctx, cancel = context.WithCancel(r.ctx) // cancelled on output overflow
+		ctx, cancel = context.WithCancel(attemptCtx) // cancelled on output overflow
 	}
 	defer cancel()
 	ctx, guest := r.guestSampling(ctx, s.Name)
@@ -234,7 +241,11 @@ func (r *run) execute(sb Sandbox, s *Stage, input string, agent AgentRunner) (o 
 	}
 	if agent != nil {
 		report := func(c ToolCall) { r.emit(Event{Stage: s.Name, Kind: EventTool, Tool: &c}) }
-		res, err := agent.RunAgent(withToolReporter(ctx, report), sb, s, input)
+		var res AgentResult
+		err := Timed(ctx, PhaseExec, "agent", func() (err error) {
+			res, err = agent.RunAgent(withToolReporter(ctx, report), sb, s, input)
+			return err
+		})
 		stdout.WriteString(res.Stdout)
 		stderr.WriteString(res.Stderr)
 		o.stdout, o.stderr = stdout.String(), stderr.String()
@@ -249,7 +260,10 @@ func (r *run) execute(sb Sandbox, s *Stage, input string, agent AgentRunner) (o 
 		case res.ExitCode != 0 || res.Signal != "":
 			o.err = exitError(res.ExitCode, res.Signal, o.stderr)
 		case s.OutputFile != "":
-			o.stdout, o.err = readOutputFile(ctx, sb, s.OutputFile, r.limit)
+			o.err = Timed(ctx, PhaseReadFile, s.OutputFile, func() (err error) {
+				o.stdout, err = readOutputFile(ctx, sb, s.OutputFile, r.limit)
+				return err
+			})
 		}
 		return o
 	}
@@ -260,7 +274,11 @@ func (r *run) execute(sb Sandbox, s *Stage, input string, agent AgentRunner) (o 
 	if dl, ok := ctx.Deadline(); ok {
 		req.Timeout = max(time.Until(dl), time.Millisecond)
 	}
-	res, err := sb.Exec(ctx, req)
+	var res ExecResult
+	err := Timed(ctx, PhaseExec, s.Cmd[0], func() (err error) {
+		res, err = sb.Exec(ctx, req)
+		return err
+	})
 	o.stdout, o.stderr = stdout.String(), stderr.String()
 	o.exitCode, o.signal = processEnd(res.ExitCode, res.Signal, err)
 	switch {

@@ -42,6 +42,10 @@ type StageResult struct {
 	Agent *AgentReport `json:"agent,omitempty"`
 	// Steps are a workflow stage's steps in declaration order (see Stage.Steps).
 	Steps []StepResult `json:"steps,omitempty"`
+	// Phases are the timed steps of every attempt (boot, handshake, exec, ...), in the
+	// order they ended, at most MaxPhases; DroppedPhases counts the rest.
+	Phases        []Phase `json:"phases,omitempty"`
+	DroppedPhases int     `json:"dropped_phases,omitempty"`
 	// Guest is the last attempt's guest CPU/memory/network/process samples (guest.go);
 	// nil when the sandbox measured nothing (local, mock).
 	Guest *GuestStats `json:"guest,omitempty"`
@@ -66,6 +70,7 @@ type Event struct {
 	Err      error
 	Result   *StageResult
 	Tool     *ToolCall    // EventTool: the call the agent just made
+	Phase    *Phase       // EventPhase: the step of the attempt that just ended
 	Sample   *GuestSample // EventSample: the stage's guest, sampled while it runs
 }
 
@@ -77,7 +82,8 @@ const (
 	EventRetry EventKind = "retry"
 	EventEnd   EventKind = "end"
 	EventSkip  EventKind = "skip"
-	EventTool  EventKind = "tool" // an agent stage's agent called a tool
+	EventTool  EventKind = "tool"  // an agent stage's agent called a tool
+	EventPhase EventKind = "phase" // a step of an attempt (boot, exec, ...) ended
 	// EventSample: a VM stage's guest was sampled (about every 500ms while it runs);
 	// a live view that prints a line per event should skip it.
 	EventSample EventKind = "sample"

@@ -40,6 +40,8 @@ type meters struct {
 	toolCalls     metric.Int64Counter
 	network       metric.Int64Counter
 	guest         *guestMeters // guest.go
+	bootDuration  metric.Float64Histogram
+	execs         metric.Int64Counter
 }
 
 // otlpMetricExporter returns the OTLP metric exporter the environment configures, or
@@ -117,6 +119,10 @@ func newMeters(exp sdkmetric.Exporter, res *resource.Resource) *meters {
 	ms.network, _ = m.Int64Counter("voidbox.network.decisions", metric.WithUnit("{decision}"),
 		metric.WithDescription("Egress decisions of a stage's network filter, by protocol and decision."))
 	ms.guest = newGuestMeters(m)
+	ms.bootDuration, _ = m.Float64Histogram("voidbox.vm.boot.duration",
+		append(sec, metric.WithDescription("Time from starting a stage's VMM until its guest agent first spoke (the vm.boot phase)."))...)
+	ms.execs, _ = m.Int64Counter("voidbox.execs", metric.WithUnit("{exec}"),
+		metric.WithDescription("Processes run in sandboxes (stage commands and agents), by stage and outcome."))
 	return ms
 }
 
@@ -154,6 +160,24 @@ func (m *meters) event(ctx context.Context, ev runtime.Event, s *runtime.Stage) 
 		if ev.Result != nil {
 			m.stageEnd(ctx, stage, ev.Result, s)
 		}
+	case runtime.EventPhase:
+		if ev.Phase != nil {
+			m.phase(ctx, stage, ev.Phase)
+		}
+	}
+}
+
+// phase records boot time and counts execs; other phases are in the trace only.
+func (m *meters) phase(ctx context.Context, stage attribute.KeyValue, p *runtime.Phase) {
+	outcome := attribute.String("voidbox.phase.outcome", "ok")
+	if p.Error != "" {
+		outcome = attribute.String("voidbox.phase.outcome", "error")
+	}
+	switch p.Name {
+	case runtime.PhaseBoot:
+		m.bootDuration.Record(ctx, p.Duration.Seconds(), metric.WithAttributes(stage, outcome))
+	case runtime.PhaseExec:
+		m.execs.Add(ctx, 1, metric.WithAttributes(stage, outcome))
 	}
 }
 

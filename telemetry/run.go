@@ -105,6 +105,8 @@ func (r *RunTrace) OnEvent(ev runtime.Event) {
 		r.retry(ev)
 	case runtime.EventTool:
 		r.tool(ev)
+	case runtime.EventPhase:
+		r.phase(ev)
 	case runtime.EventEnd:
 		r.end(ev)
 	case runtime.EventSkip:
@@ -186,6 +188,29 @@ func (r *RunTrace) tool(ev runtime.Event) {
 		attribute.String("gen_ai.tool.call.arguments", textfmt.Clip(ev.Tool.Input, MaxToolInput, "…")),
 	))
 	span.End()
+}
+
+// phase records one step of the attempt (vm.boot, agent.connect, exec, ...) as a child
+// span of the attempt's, dated as the phase was.
+func (r *RunTrace) phase(ev runtime.Event) {
+	st := r.stages[ev.Stage]
+	p := ev.Phase
+	if st == nil || p == nil {
+		return
+	}
+	name := p.Name
+	attrs := []attribute.KeyValue{attribute.String("voidbox.phase.name", p.Name)}
+	if p.Detail != "" {
+		attrs = append(attrs, attribute.String("voidbox.phase.detail", p.Detail))
+		if p.Name == runtime.PhaseExec {
+			name += " " + p.Detail
+		}
+	}
+	_, span := r.tracer.Start(st.ctx, name, trace.WithTimestamp(p.Start), trace.WithAttributes(attrs...))
+	if p.Error != "" {
+		span.SetStatus(codes.Error, p.Error)
+	}
+	span.End(trace.WithTimestamp(p.Start.Add(p.Duration)))
 }
 
 // agentSpan opens the stage's invoke_agent span on first need, dated from the

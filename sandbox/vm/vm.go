@@ -79,6 +79,7 @@ func (p *Provider) Name() string { return "vm/" + p.opts.VMM.Name() }
 
 // Open boots a VM for one stage attempt and returns once its agent answers.
 func (p *Provider) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime.Sandbox, error) {
+	prepared := time.Now()
 	fs, err := p.openFS(ctx, spec)
 	if err != nil {
 		return nil, fmt.Errorf("box %s: %w", spec.Name, err)
@@ -98,6 +99,7 @@ func (p *Provider) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime.
 		os.RemoveAll(stateDir)
 		return nil, fmt.Errorf("box %s: %w", spec.Name, err)
 	}
+	runtime.ReportPhase(ctx, runtime.Phase{Name: runtime.PhasePrepare, Start: prepared, Duration: time.Since(prepared)})
 	sb, err := p.boot(ctx, spec, stateDir, bn, fs, ag)
 	if err != nil {
 		bn.close()
@@ -156,12 +158,15 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 		return nil, fmt.Errorf("box %s: boot config: %w", spec.Name, err)
 	}
 	vmcfg.Cmdline = strings.Join(append([]string{arg}, p.opts.KernelArgs...), " ")
+	booting := time.Now()
 	m, err := p.opts.VMM.Boot(ctx, vmcfg)
 	if err != nil {
-		return nil, fmt.Errorf("box %s: boot %s: %w", spec.Name, p.opts.VMM.Name(), err)
+		err = fmt.Errorf("box %s: boot %s: %w", spec.Name, p.opts.VMM.Name(), err)
+		p.reportStart(ctx, time.Time{}, booting, err)
+		return nil, err
 	}
 	sb := &Sandbox{name: spec.Name, machine: m, stateDir: stateDir, grace: p.opts.ShutdownGrace, memoryMB: limits.MemoryMB, net: bn, fs: fs, agent: ag}
-	client, err := p.connect(ctx, m, secret)
+	client, err := p.connect(ctx, m, secret, booting)
 	if err != nil {
 		sb.kill()
 		return nil, fmt.Errorf("box %s: %w", spec.Name, sb.explain(err))
@@ -174,7 +179,7 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 // connect dials the agent and authenticates, giving up when the VM dies or ctx ends;
 // a ctx without a deadline gets runtime.BootTimeout (the executor sets its own, so its
 // BootTimeout governs).
-func (p *Provider) connect(ctx context.Context, m runtime.Machine, secret string) (*proto.Client, error) {
+func (p *Provider) connect(ctx context.Context, m runtime.Machine, secret string, booting time.Time) (client *proto.Client, err error) {
 	var cancel context.CancelFunc
 	if _, ok := ctx.Deadline(); ok {
 		ctx, cancel = context.WithCancel(ctx)
@@ -191,14 +196,40 @@ func (p *Provider) connect(ctx context.Context, m runtime.Machine, secret string
 	}()
 	conn, err := m.DialAgent(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reach guest agent: %w", err)
+		err = fmt.Errorf("reach guest agent: %w", err)
+		p.reportStart(ctx, time.Time{}, booting, err)
+		return nil, err
 	}
-	client, err := proto.Connect(ctx, conn, secret)
+	watched := &firstWord{Conn: conn}
+	defer func() { p.reportStart(ctx, watched.spoke(), booting, err) }()
+	client, err = proto.Connect(ctx, watched, secret)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("guest agent handshake: %w", err)
 	}
 	return client, nil
+}
+
+// reportStart reports vm.boot (until the guest first spoke) and agent.connect (from
+// then to the end of the handshake). A guest that never spoke failed to boot.
+func (p *Provider) reportStart(ctx context.Context, spoke, booting time.Time, err error) {
+	now := time.Now()
+	boot := runtime.Phase{Name: runtime.PhaseBoot, Start: booting, Detail: p.opts.VMM.Name()}
+	if spoke.IsZero() {
+		boot.Duration = now.Sub(booting)
+		if err != nil {
+			boot.Error = err.Error()
+		}
+		runtime.ReportPhase(ctx, boot)
+		return
+	}
+	boot.Duration = spoke.Sub(booting)
+	runtime.ReportPhase(ctx, boot)
+	connect := runtime.Phase{Name: runtime.PhaseConnect, Start: spoke, Duration: now.Sub(spoke)}
+	if err != nil {
+		connect.Error = err.Error()
+	}
+	runtime.ReportPhase(ctx, connect)
 }
 
 // Sandbox is one booted VM with an authenticated agent session.
