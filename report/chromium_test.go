@@ -52,6 +52,13 @@ func TestChromiumRender(t *testing.T) {
 		}
 	}
 
+	guest := sparks(doc)
+	for _, name := range recordedStages {
+		if n := len(guest[name]); sampledStages[name] != nil && n != 2 {
+			t.Errorf("chromium's DOM of the report has %d sparklines for sampled stage %s, want CPU and memory", n, name)
+		}
+	}
+
 	f, err := os.Open(shot)
 	if err != nil {
 		t.Fatalf("chromium wrote no screenshot: %v", err)
@@ -90,6 +97,16 @@ func TestChromiumRender(t *testing.T) {
 		if diff := float64(got) - want; diff < -4 || diff > 4 {
 			t.Errorf("stage %s bar %d: the longest run of its colour %v in the screenshot is %dpx, want %.0fpx (%.1f units at %.3f px/unit)",
 				c.stage, c.bar+1, c.fill, got, want, bars[c.bar].w, scale)
+		}
+	}
+	// The sparklines' filled areas are painted: flaky's single sample is a flat line at
+	// half height across the sparkline's 240px, with its area below it.
+	for _, c := range []struct {
+		what string
+		fill color.RGBA
+	}{{"CPU", color.RGBA{0xc3, 0xe6, 0xec, 0xff}}, {"memory", color.RGBA{0xe5, 0xd0, 0xec, 0xff}}} {
+		if got := runs[c.fill]; got < 200 || got > int(sparkWidth)+2 {
+			t.Errorf("the longest run of the %s sparkline's area colour %v is %dpx, want about %.0fpx", c.what, c.fill, got, sparkWidth)
 		}
 	}
 }

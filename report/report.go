@@ -1,7 +1,8 @@
 // Package report writes a run's HTML report (`voidbox exec --report FILE.html`): one
 // self-contained file with a timeline of the run (a bar per stage attempt, retries and
 // fan_out branches visible), each stage's status, exit code, duration, output excerpts,
-// network counts and agent usage.
+// network counts, agent usage, and guest CPU/memory sparklines where the stage's guest
+// was sampled (sparkline.go).
 //
 // A Recorder watches the executor's events to learn when each attempt started and
 // ended, which runtime.Result does not keep; Write then combines those times with the

@@ -250,7 +250,7 @@ func recordRun(t *testing.T) []byte {
 		"broken":   {{ExitCode: 3, Stderr: "boom\n"}},
 	})
 	rec := New()
-	e := &runtime.Executor{Provider: p, MaxParallel: 4, OnEvent: rec.OnEvent, Backoff: func(int) time.Duration { return 10 * time.Millisecond }}
+	e := &runtime.Executor{Provider: sampledProvider{p}, MaxParallel: 4, OnEvent: rec.OnEvent, Backoff: func(int) time.Duration { return 10 * time.Millisecond }}
 	stage := func(name string, retries int) *runtime.Stage {
 		return &runtime.Stage{Name: name, Cmd: []string{"true"}, Retries: retries}
 	}
@@ -272,7 +272,8 @@ func recordRun(t *testing.T) []byte {
 	return buf.Bytes()
 }
 
-// recordedStages are the stages recordRun runs.
+// recordedStages are the stages recordRun runs (sampledStages: those whose guest is
+// sampled, as if in the vm sandbox).
 var recordedStages = []string{"prep", "branch-a", "branch-b", "flaky", "broken", "never"}
 
 // --- helpers that read the rendered HTML ---

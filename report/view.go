@@ -24,6 +24,8 @@ type page struct {
 	Counts   []statusCount
 	Timeline timeline
 	Stages   []stageView
+	// GuestRecorded: some stage has guest samples (sparkline.go).
+	GuestRecorded bool
 }
 
 type statusCount struct {
@@ -84,6 +86,7 @@ type stageView struct {
 	OutputSame bool // the output is the stdout, so it is not shown twice
 	Network    *runtime.NetworkCounts
 	Agent      *agentView
+	Guest      *guestView // nil: no samples, "not recorded"
 }
 
 type agentView struct {
@@ -165,6 +168,7 @@ func buildPage(res *runtime.Result, start time.Time, order []string, traces map[
 		}
 		counts[statusClass(sr.Status)]++
 		p.Stages = append(p.Stages, buildStage(fmt.Sprintf("stage-%d", i+1), sr, traces[name]))
+		p.GuestRecorded = p.GuestRecorded || p.Stages[i].Guest != nil
 	}
 	for _, s := range []string{"ok", "failed", "canceled", "skipped", "unknown"} {
 		if counts[s] > 0 {
@@ -214,6 +218,7 @@ func buildStage(anchor string, sr *runtime.StageResult, tr stageTrace) stageView
 		Stderr:   cut(sr.Stderr),
 		Output:   cut(sr.Output),
 		Network:  sr.Network,
+		Guest:    newGuestView(sr.Guest),
 	}
 	v.OutputSame = sr.Output == sr.Stdout
 	for _, a := range tr.attempts {
