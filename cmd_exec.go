@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/voidbox/voidbox/runtime"
 	vstar "github.com/voidbox/voidbox/starlark"
@@ -14,14 +17,7 @@ import (
 func runExec(args []string, env *cliEnv) int {
 	fs := newFlagSet("exec", "FILE.star", "Evaluate a program and run what it asks for: its run() calls, or its global `pipeline`.", env)
 	sets := fs.StringArray("set", nil, "key=value visible to the program in the frozen dict `args` (repeatable)")
-	sandbox := fs.String("sandbox", "auto", "where stages run: auto|vm|local|mock")
-	maxParallel := fs.Int("max-parallel", 0, "stages running at once (default: number of CPUs)")
-	timeout := fs.Duration("timeout", 0, "cancel the whole run after this long (e.g. 10m; 0 = no limit)")
-	asJSON := fs.Bool("json", false, "print the last run's result as JSON on stdout instead of the live view (text that is not UTF-8 goes in NAME_base64 fields)")
-	traceFile := fs.String("trace-file", "", "write the run's spans to this file as OTLP JSON (one ExportTraceServiceRequest per line)")
-	reportFile := fs.String("report", "", "write the last run's report to this file: one self-contained HTML page")
-	verbose := addVerboseFlag(fs)
-	vmFlags := addVMFlags(fs)
+	rf := addRunFlags(fs)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -34,51 +30,18 @@ func runExec(args []string, env *cliEnv) int {
 		fmt.Fprintf(env.stderr, "voidbox exec: %v\n", err)
 		return exitUsage
 	}
-	if *maxParallel < 0 {
-		fmt.Fprintf(env.stderr, "voidbox exec: --max-parallel must be >= 0, got %d\n", *maxParallel)
-		return exitUsage
+	x, code, done := rf.start("exec", fs.Arg(0), env, *rf.sandbox, *rf.vm)
+	if done {
+		return code
 	}
-	if *timeout < 0 {
-		fmt.Fprintf(env.stderr, "voidbox exec: --timeout must be 0 (no limit) or more, got %s\n", *timeout)
-		return exitUsage
-	}
-	ctx, cancel, stop := runContext(*timeout, cancelSignals...)
-	defer stop()
-	x := &execution{
-		ctx:    ctx,
-		env:    env,
-		stdout: &stdoutWriter{w: env.stdout, onErr: cancel}, // what the run prints can reach no one: stop it
-		asJSON: *asJSON,
-		file:   fs.Arg(0),
-		runner: &execRunner{exec: &runtime.Executor{MaxParallel: *maxParallel}},
-	}
-	provider, closeProvider, err := openProvider(ctx, *sandbox, *vmFlags, *verbose, env.stderr)
-	if err != nil {
-		if ctx.Err() != nil { // a signal during a probe boot
-			x.interrupted = true
-			return x.finish()
-		}
-		fmt.Fprintf(env.stderr, "voidbox exec: %v\n", err)
-		return exitCodeFor(err)
-	}
-	defer closeProvider()
-	x.runner.exec.Provider = provider
-	opts := vstar.Options{Args: argMap, Runner: x.runner, Context: ctx, Print: printTo(x.stdout)}
-	var live func(runtime.Event)
-	if *asJSON {
+	defer x.release()
+	opts := vstar.Options{Args: argMap, Runner: x.runner, Context: x.ctx, Print: printTo(x.stdout)}
+	if x.asJSON {
 		// stdout carries the JSON document alone; print() goes to stderr.
 		opts.Print = printTo(env.stderr)
-	} else {
-		live = newLiveView(env.stderr).event
 	}
-	obs, err := newRunObservers(ctx, *traceFile, *reportFile, live)
-	if err != nil {
-		fmt.Fprintf(env.stderr, "voidbox exec: telemetry: %v\n", err)
-		return exitUsage
-	}
-	x.observers, x.runner.observe = obs, obs.begin
 	prog, err := vstar.ExecFile(x.file, opts)
-	if err != nil && ctx.Err() != nil {
+	if err != nil && x.ctx.Err() != nil {
 		// Cancelled: finish says so once, in voidbox's words rather than Starlark's.
 		x.interrupted = true
 	} else if !x.afterProgram(prog, err) {
@@ -87,8 +50,86 @@ func runExec(args []string, env *cliEnv) int {
 	return x.finish()
 }
 
-// execution is one `voidbox exec` once its flags are parsed.
+// runFlags are the flags of the commands that run a graph (exec, run): where its
+// stages run and how the run is shown.
+type runFlags struct {
+	sandbox     *string
+	maxParallel *int
+	timeout     *time.Duration
+	asJSON      *bool
+	traceFile   *string
+	reportFile  *string
+	verbose     *bool
+	vm          *vmSettings
+}
+
+func addRunFlags(fs *pflag.FlagSet) *runFlags {
+	return &runFlags{
+		sandbox:     fs.String("sandbox", "auto", "where stages run: auto|vm|local|mock"),
+		maxParallel: fs.Int("max-parallel", 0, "stages running at once (default: number of CPUs)"),
+		timeout:     fs.Duration("timeout", 0, "cancel the whole run after this long (e.g. 10m; 0 = no limit)"),
+		asJSON:      fs.Bool("json", false, "print the last run's result as JSON on stdout instead of the live view (text that is not UTF-8 goes in NAME_base64 fields)"),
+		traceFile:   fs.String("trace-file", "", "write the run's spans to this file as OTLP JSON (one ExportTraceServiceRequest per line)"),
+		reportFile:  fs.String("report", "", "write the last run's report to this file: one self-contained HTML page"),
+		verbose:     addVerboseFlag(fs),
+		vm:          addVMFlags(fs),
+	}
+}
+
+// start checks the flags and sets the run up: its context (signals, --timeout), the
+// sandbox provider of kind with vs, the live view or --json, and the observers. With
+// done set the command is over and code is its exit code (a bad flag, no sandbox, a
+// signal during a probe boot), already reported; otherwise the caller runs its graphs
+// through x.runner, calls x.finish for the exit code and x.release at the end.
+func (f *runFlags) start(name, file string, env *cliEnv, kind string, vs vmSettings) (x *execution, code int, done bool) {
+	if *f.maxParallel < 0 {
+		fmt.Fprintf(env.stderr, "voidbox %s: --max-parallel must be >= 0, got %d\n", name, *f.maxParallel)
+		return nil, exitUsage, true
+	}
+	if *f.timeout < 0 {
+		fmt.Fprintf(env.stderr, "voidbox %s: --timeout must be 0 (no limit) or more, got %s\n", name, *f.timeout)
+		return nil, exitUsage, true
+	}
+	ctx, cancel, stop := runContext(*f.timeout, cancelSignals...)
+	x = &execution{
+		name:    name,
+		ctx:     ctx,
+		env:     env,
+		stdout:  &stdoutWriter{w: env.stdout, onErr: cancel}, // what the run prints can reach no one: stop it
+		asJSON:  *f.asJSON,
+		file:    file,
+		runner:  &execRunner{exec: &runtime.Executor{MaxParallel: *f.maxParallel}},
+		release: stop,
+	}
+	provider, closeProvider, err := openProvider(ctx, kind, vs, *f.verbose, env.stderr)
+	if err != nil {
+		defer stop()
+		if ctx.Err() != nil { // a signal during a probe boot
+			x.interrupted = true
+			return nil, x.finish(), true
+		}
+		fmt.Fprintf(env.stderr, "voidbox %s: %v\n", name, err)
+		return nil, exitCodeFor(err), true
+	}
+	x.release = func() { closeProvider(); stop() }
+	x.runner.exec.Provider = provider
+	var live func(runtime.Event)
+	if !*f.asJSON {
+		live = newLiveView(env.stderr).event
+	}
+	obs, err := newRunObservers(ctx, *f.traceFile, *f.reportFile, live)
+	if err != nil {
+		x.release()
+		fmt.Fprintf(env.stderr, "voidbox %s: telemetry: %v\n", name, err)
+		return nil, exitUsage, true
+	}
+	x.observers, x.runner.observe = obs, obs.begin
+	return x, 0, false
+}
+
+// execution is one `voidbox exec` (or `voidbox run`) once its flags are parsed.
 type execution struct {
+	name   string // the command, for messages: "exec", "run"
 	ctx    context.Context
 	env    *cliEnv
 	stdout *stdoutWriter
@@ -98,6 +139,8 @@ type execution struct {
 	// interrupted is set when the cancellation stopped the program itself, not only a run.
 	interrupted bool
 	observers   *runObservers
+	// release closes the provider and stops watching for signals.
+	release func()
 }
 
 // afterProgram handles how the program ended: it reports a bad program, or runs its
@@ -122,13 +165,19 @@ func (x *execution) afterProgram(prog *vstar.Program, err error) bool {
 		fmt.Fprintf(x.env.stderr, "voidbox exec: %s: global pipeline: %v\n", x.file, err)
 		return false
 	}
+	x.printOutput(res)
+	return true
+}
+
+// printOutput prints a graph's output on stdout, ending in a newline, unless --json
+// prints the whole result instead.
+func (x *execution) printOutput(res *runtime.Result) {
 	if !x.asJSON && res.Output != "" {
 		fmt.Fprint(x.stdout, res.Output)
 		if !strings.HasSuffix(res.Output, "\n") {
 			fmt.Fprintln(x.stdout)
 		}
 	}
-	return true
 }
 
 // finish prints the JSON document (with --json) and one message on how the run was
@@ -147,11 +196,11 @@ func (x *execution) finish() int {
 	}
 	code := exitOK
 	if cancelled != "" {
-		fmt.Fprintf(x.env.stderr, "voidbox exec: run cancelled: %s\n", cancelled)
+		fmt.Fprintf(x.env.stderr, "voidbox %s: run cancelled: %s\n", x.name, cancelled)
 		code = exitFailed
 	}
 	if err := x.stdout.Err(); err != nil {
-		fmt.Fprintf(x.env.stderr, "voidbox exec: %v\n", err)
+		fmt.Fprintf(x.env.stderr, "voidbox %s: %v\n", x.name, err)
 		code = exitFailed
 	}
 	if !x.runner.allOK() {
@@ -159,7 +208,7 @@ func (x *execution) finish() int {
 	}
 	if x.observers != nil {
 		for _, err := range x.observers.finish(x.runner.last()) {
-			fmt.Fprintf(x.env.stderr, "voidbox exec: %v\n", err)
+			fmt.Fprintf(x.env.stderr, "voidbox %s: %v\n", x.name, err)
 			code = exitFailed
 		}
 	}

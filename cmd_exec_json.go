@@ -46,8 +46,10 @@ type jsonStage struct {
 	Guest *runtime.GuestStats `json:"guest"`
 	// Phases are the timed steps of each attempt: vm.prepare, vm.boot,
 	// agent.connect, file.write, exec, file.read, sandbox.close.
-	Phases        []runtime.Phase `json:"phases,omitempty"`
-	DroppedPhases int             `json:"dropped_phases,omitempty"`
+	Phases []runtime.Phase `json:"phases,omitempty"`
+	// Steps are a workflow stage's steps: name, status, exit code, duration, error.
+	Steps         []runtime.StepResult `json:"steps,omitempty"`
+	DroppedPhases int                  `json:"dropped_phases,omitempty"`
 }
 
 // jsonText is an `output` field under the UTF-8-or-base64 rule.
@@ -84,7 +86,7 @@ func newJSONResult(r *runtime.Result) *jsonResult {
 	}
 	doc.Output, doc.OutputBase64 = textOrBase64(r.Output)
 	for name, s := range r.Stages {
-		js := &jsonStage{Name: s.Name, Status: s.Status, ExitCode: s.ExitCode, DurationMS: s.DurationMS, Attempts: s.Attempts, Error: s.Error, Network: s.Network, Agent: s.Agent, Phases: s.Phases, DroppedPhases: s.DroppedPhases}
+		js := &jsonStage{Name: s.Name, Status: s.Status, ExitCode: s.ExitCode, DurationMS: s.DurationMS, Attempts: s.Attempts, Error: s.Error, Network: s.Network, Agent: s.Agent, Phases: s.Phases, DroppedPhases: s.DroppedPhases, Steps: s.Steps}
 		js.Guest = s.Guest
 		if s.Signal != "" {
 			js.Signal = &s.Signal

@@ -34,16 +34,20 @@ type cliEnv struct {
 }
 
 var commands = map[string]command{
-	"exec":    {"run a .star program", runExec},
-	"check":   {"parse and validate a program; print its graph without running it", runCheck},
-	"repl":    {"interactive Starlark with the voidbox builtins", runREPL},
-	"fmt":     {"format .star files in place (buildifier style)", runFmt},
-	"guest":   {"build or inspect the guest image (kernel + initramfs)", runGuest},
-	"image":   {"pull, list and remove the OCI images boxes run from", runImage},
-	"agent":   {"install and list claude-code, the coding agent agent boxes run", runAgent},
-	"doctor":  {"say which VMMs and accelerators work here, and how to fix what is missing", runDoctor},
-	"bench":   {"measure microVM boot and exec latency against bare QEMU", runBench},
-	"version": {"print the version", runVersion},
+	"exec":     {"run a .star program", runExec},
+	"run":      {"run a YAML spec (--file SPEC)", runRun},
+	"validate": {"check a YAML spec without running it", runValidate},
+	"inspect":  {"print a YAML spec's stage graph and capabilities", runInspect},
+	"convert":  {"print the .star program equivalent to a YAML spec", runConvert},
+	"check":    {"parse and validate a program; print its graph without running it", runCheck},
+	"repl":     {"interactive Starlark with the voidbox builtins", runREPL},
+	"fmt":      {"format .star files in place (buildifier style)", runFmt},
+	"guest":    {"build or inspect the guest image (kernel + initramfs)", runGuest},
+	"image":    {"pull, list and remove the OCI images boxes run from", runImage},
+	"agent":    {"install and list claude-code, the coding agent agent boxes run", runAgent},
+	"doctor":   {"say which VMMs and accelerators work here, and how to fix what is missing", runDoctor},
+	"bench":    {"measure microVM boot and exec latency against bare QEMU", runBench},
+	"version":  {"print the version", runVersion},
 }
 
 func main() {
@@ -81,7 +85,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'voidbox COMMAND --help' for a command's flags.")
 }

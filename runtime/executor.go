@@ -41,6 +41,9 @@ type Executor struct {
 	// like any sandbox failure it is transient, so the stage's retries apply.
 	BootTimeout time.Duration
 
+	// Input is the first stage's input (`voidbox run --input`); "" for none.
+	Input string
+
 	// outputLimit caps each captured stream; 0 means MaxOutputBytes. Tests lower it.
 	outputLimit int
 }
@@ -127,7 +130,7 @@ func (e *Executor) Run(ctx context.Context, root Node) (*Result, error) {
 		start:   time.Now(),
 	}
 	start := r.start
-	output := r.node(root, "")
+	output := r.node(root, e.Input)
 
 	res := &Result{Stages: r.results, DurationMS: time.Since(start).Milliseconds()}
 	for _, s := range root.Stages() {
