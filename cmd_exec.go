@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
@@ -101,6 +102,8 @@ func (f *runFlags) start(name, file string, env *cliEnv, kind string, vs vmSetti
 		runner:  &execRunner{exec: &runtime.Executor{MaxParallel: *f.maxParallel}},
 		release: stop,
 	}
+	console := &consoleSink{}
+	vs.console = console.line
 	provider, closeProvider, err := openProvider(ctx, kind, vs, *f.verbose, env.stderr)
 	if err != nil {
 		defer stop()
@@ -117,12 +120,17 @@ func (f *runFlags) start(name, file string, env *cliEnv, kind string, vs vmSetti
 	if !*f.asJSON {
 		live = newLiveView(env.stderr).event
 	}
-	obs, err := newRunObservers(ctx, *f.traceFile, *f.reportFile, live)
+	var verboseLog io.Writer
+	if *f.verbose {
+		verboseLog = env.stderr
+	}
+	obs, err := newRunObservers(ctx, *f.traceFile, *f.reportFile, live, verboseLog)
 	if err != nil {
 		x.release()
 		fmt.Fprintf(env.stderr, "voidbox %s: telemetry: %v\n", name, err)
 		return nil, exitUsage, true
 	}
+	console.attach(obs)
 	x.observers, x.runner.observe = obs, obs.begin
 	return x, 0, false
 }

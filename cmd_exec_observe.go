@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/voidbox/voidbox/report"
@@ -12,22 +15,90 @@ import (
 )
 
 // runObservers watch each run besides the live view: its trace (OTLP when an endpoint
-// is set, --trace-file) and its report (--report: the last run's).
+// is set, --trace-file), its report (--report: the last run's) and its log (OTLP, and
+// stderr under --verbose: each VM's console lines as "[vm:NAME] ...", and the phases
+// of each stage).
 type runObservers struct {
 	tel        *telemetry.Telemetry
+	log        *slog.Logger
+	logging    bool // log goes somewhere
 	reportPath string
 	report     *report.Recorder // the current (then last) run's
 	live       func(runtime.Event)
+
+	mu    sync.Mutex
+	trace *telemetry.RunTrace // the current run's, for its stages' contexts
 }
 
 // newRunObservers sets telemetry up for `voidbox exec`; with no endpoint, no trace
-// file and no report it records nothing.
-func newRunObservers(ctx context.Context, traceFile, reportPath string, live func(runtime.Event)) (*runObservers, error) {
+// file, no report and no verbose log it records nothing.
+func newRunObservers(ctx context.Context, traceFile, reportPath string, live func(runtime.Event), verboseLog io.Writer) (*runObservers, error) {
 	tel, err := telemetry.Setup(ctx, telemetry.Config{TraceFile: traceFile})
 	if err != nil {
 		return nil, err
 	}
-	return &runObservers{tel: tel, reportPath: reportPath, live: live}, nil
+	return &runObservers{tel: tel, log: tel.Logger(verboseLog), logging: verboseLog != nil || tel.Logging(),
+		reportPath: reportPath, live: live}, nil
+}
+
+// consoleSink is the VM provider's console callback: the provider is opened before
+// the observers exist, so lines before attach (none: no stage runs before) are dropped.
+type consoleSink struct {
+	mu  sync.Mutex
+	obs *runObservers
+}
+
+func (c *consoleSink) attach(o *runObservers) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.obs = o
+}
+
+func (c *consoleSink) line(stage, line string) {
+	c.mu.Lock()
+	o := c.obs
+	c.mu.Unlock()
+	if o == nil || !o.logging {
+		return
+	}
+	telemetry.ConsoleLine(o.stageContext(stage), o.log, stage, line)
+}
+
+// stageContext is the context stage's records are logged with (its attempt's span).
+func (o *runObservers) stageContext(stage string) context.Context {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.trace.StageContext(stage)
+}
+
+// logEvent logs the steps of each stage: phases as they end, retries, ends.
+func (o *runObservers) logEvent(tr *telemetry.RunTrace, ev runtime.Event) {
+	if !o.logging {
+		return
+	}
+	ctx := tr.StageContext(ev.Stage)
+	stage := slog.String(telemetry.LogStage, ev.Stage)
+	switch ev.Kind {
+	case runtime.EventPhase:
+		p := ev.Phase
+		attrs := []slog.Attr{stage, slog.Int("attempt", p.Attempt), slog.Duration("duration", p.Duration.Round(time.Millisecond))}
+		if p.Detail != "" {
+			attrs = append(attrs, slog.String("detail", p.Detail))
+		}
+		level := slog.LevelInfo
+		if p.Error != "" {
+			level = slog.LevelWarn
+			attrs = append(attrs, slog.String("error", p.Error))
+		}
+		o.log.LogAttrs(ctx, level, p.Name, attrs...)
+	case runtime.EventRetry:
+		o.log.LogAttrs(ctx, slog.LevelWarn, "retry", stage, slog.Int("attempt", ev.Attempt), slog.Any("error", ev.Err))
+	case runtime.EventEnd:
+		if ev.Result != nil {
+			o.log.LogAttrs(ctx, slog.LevelInfo, "stage end", stage, slog.String("status", string(ev.Result.Status)),
+				slog.Duration("duration", ev.Duration.Round(time.Millisecond)))
+		}
+	}
 }
 
 // runObservation is how one run is watched: its context (carrying its trace), the
@@ -43,6 +114,9 @@ type runObservation struct {
 func (o *runObservers) begin(ctx context.Context, root runtime.Node) runObservation {
 	ctx, trace := o.tel.Run(ctx, "voidbox exec")
 	trace.Describe(root)
+	o.mu.Lock()
+	o.trace = trace
+	o.mu.Unlock()
 	var rec *report.Recorder
 	if o.reportPath != "" {
 		rec = report.New()
@@ -53,6 +127,7 @@ func (o *runObservers) begin(ctx context.Context, root runtime.Node) runObservat
 			o.live(ev)
 		}
 		trace.OnEvent(ev)
+		o.logEvent(trace, ev)
 		if rec != nil {
 			rec.OnEvent(ev)
 		}

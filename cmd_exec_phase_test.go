@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/voidbox/voidbox/runtime"
 )
 
 // --json carries each stage's phases; a local stage has no VM, so no vm.* phases.
@@ -40,5 +42,19 @@ func TestExecJSONPhasesLocal(t *testing.T) {
 	}
 	if got := strings.Join(names, " "); got != "file.write exec sandbox.close" {
 		t.Errorf("phases %q, want \"file.write exec sandbox.close\"\n%s", got, r.stdout)
+	}
+}
+
+// The live view leaves phases to --verbose: one line per stage event, not per phase.
+func TestLiveViewSkipsPhases(t *testing.T) {
+	var b strings.Builder
+	v := newLiveView(&b)
+	v.event(runtime.Event{Stage: "s", Kind: runtime.EventPhase, Phase: &runtime.Phase{Name: runtime.PhaseBoot}})
+	if b.Len() != 0 {
+		t.Errorf("live view printed %q for a phase", b.String())
+	}
+	v.event(runtime.Event{Stage: "s", Kind: runtime.EventStart, Attempt: 1})
+	if !strings.HasSuffix(b.String(), "start\n") {
+		t.Errorf("live view printed %q for a start, want a start line", b.String())
 	}
 }

@@ -29,9 +29,13 @@ func newLiveView(w io.Writer) *liveView {
 }
 
 func (v *liveView) event(e runtime.Event) {
+	what := describeEvent(e)
+	if what == "" {
+		return
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	fmt.Fprintf(v.w, "%s %-20s %s\n", stamp(time.Since(v.start)), e.Stage, describeEvent(e))
+	fmt.Fprintf(v.w, "%s %-20s %s\n", stamp(time.Since(v.start)), e.Stage, what)
 }
 
 // stamp is "[   1.203s]": seconds with three decimals in a fixed width (up to 9999.999s).
@@ -39,7 +43,8 @@ func stamp(d time.Duration) string {
 	return fmt.Sprintf("[%8.3fs]", d.Truncate(time.Millisecond).Seconds())
 }
 
-// describeEvent is what the live view says about e after the stage name.
+// describeEvent is what the live view says about e after the stage name; "" for what
+// it leaves out: phases (--verbose logs them) and guest samples (the report draws them).
 func describeEvent(e runtime.Event) string {
 	switch e.Kind {
 	case runtime.EventStart:
@@ -66,7 +71,7 @@ func describeEvent(e runtime.Event) string {
 		}
 		return fmt.Sprintf("%s in %s%s", status, textfmt.Duration(e.Duration), detail)
 	}
-	return string(e.Kind)
+	return ""
 }
 
 // truncateRunes keeps the first n runes of s on one line, marking a cut with "...".

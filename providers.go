@@ -34,6 +34,8 @@ type vmSettings struct {
 	accel        string
 	networkLog   string
 	agentVersion string
+	// console receives every VM's console lines (see consoleSink); nil drops them.
+	console func(stage, line string)
 }
 
 func addVMFlags(fs *pflag.FlagSet) *vmSettings {
@@ -142,7 +144,7 @@ func openVM(ctx context.Context, vs vmSettings, netLog *slog.Logger, verbose boo
 		}
 	}
 	return vm.New(vm.Options{VMM: vmm, Kernel: img.Kernel, Initramfs: img.Initramfs, Network: network.Config{Log: netLog}, Images: store,
-		AgentVersion: vs.agentVersion})
+		AgentVersion: vs.agentVersion, Console: vs.console})
 }
 
 // openNetworkLog opens --network-log: nil (no log) for "", stderr for "-", else the

@@ -111,6 +111,7 @@ func (d *Driver) boot(ctx context.Context, cfg runtime.VMConfig) (*machine, erro
 		return nil, fmt.Errorf("chv: vm %s: %w", cfg.Name, err)
 	}
 	m := newMachine(cfg.Name, paths)
+	m.consoleLine = cfg.ConsoleLine
 	booted := false
 	defer func() {
 		if !booted {

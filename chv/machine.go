@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,6 +23,8 @@ type machine struct {
 	api   *client
 	p     *proc        // nil until the VMM started
 	fsd   []*virtiofsd // one per share
+	// consoleLine, when set, gets the console file's lines as capConsole finds them.
+	consoleLine func(string)
 
 	stopping atomic.Bool   // set when voidbox ends the VM, so an exit is expected
 	flooded  atomic.Bool   // set when the guest's console outgrew ConsoleLimit
@@ -53,10 +56,16 @@ func (m *machine) start(p *proc) {
 	go m.capConsole()
 }
 
-// capConsole stops the VM once its console file outgrows ConsoleLimit.
+// capConsole stops the VM once its console file outgrows ConsoleLimit, and hands
+// the lines Cloud Hypervisor appended to consoleLine on each poll.
 func (m *machine) capConsole() {
 	tick := time.NewTicker(consolePoll)
 	defer tick.Stop()
+	var follow *consoleFollower
+	if m.consoleLine != nil {
+		follow = &consoleFollower{path: m.paths.Console, lines: vmstate.NewLineSplitter(m.consoleLine)}
+		defer follow.close()
+	}
 	for {
 		select {
 		case <-m.done:
@@ -67,7 +76,38 @@ func (m *machine) capConsole() {
 				m.p.kill()
 				return
 			}
+			follow.poll()
 		}
+	}
+}
+
+// consoleFollower reads what was appended to the console file since its last poll.
+type consoleFollower struct {
+	path  string
+	f     *os.File
+	lines *vmstate.LineSplitter
+}
+
+func (c *consoleFollower) poll() {
+	if c == nil {
+		return
+	}
+	if c.f == nil {
+		f, err := vmstate.OpenRegular(c.path)
+		if err != nil {
+			return // not created yet
+		}
+		c.f = f
+	}
+	// Bounded per poll; the rest is read on the next one.
+	_, _ = io.Copy(c.lines, io.LimitReader(c.f, 1<<20))
+}
+
+func (c *consoleFollower) close() {
+	c.poll()
+	c.lines.Flush()
+	if c.f != nil {
+		c.f.Close()
 	}
 }
 

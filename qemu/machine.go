@@ -89,6 +89,9 @@ func (m *Machine) start(ctx context.Context, bin string, args []string) error {
 		return err
 	}
 	m.console = console
+	if m.cfg.ConsoleLine != nil {
+		console.OnLine(m.cfg.ConsoleLine)
+	}
 	m.cmd = exec.Command(bin, args...)
 	m.cmd.Stdin = nil
 	m.cmd.Stdout = m.stderr

@@ -43,6 +43,9 @@ type VMConfig struct {
 	NetworkSocket string
 	NetworkAttach NetAttach
 	MAC           string // the guest NIC's hardware address (AttachNIC)
+	// ConsoleLine, when set, receives each line of the guest's serial console as it
+	// arrives (bounded, see vmstate.LineSplitter; untrusted guest text).
+	ConsoleLine func(line string)
 }
 
 // NetAttach is how a VMM connects the guest to voidbox's user-mode network.

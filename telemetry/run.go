@@ -87,6 +87,22 @@ func (r *RunTrace) Traceparent(stage string) string {
 	return Traceparent(r.ctx)
 }
 
+// StageContext is the context of stage's open attempt span (the run's when it has
+// none, or telemetry is off): what a stage's log records are logged with.
+func (r *RunTrace) StageContext(stage string) context.Context {
+	if r == nil {
+		return context.Background()
+	}
+	if r.enabled {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if st := r.stages[stage]; st != nil {
+			return st.ctx
+		}
+	}
+	return r.ctx
+}
+
 // OnEvent is a runtime.Executor's OnEvent, or is called from it.
 func (r *RunTrace) OnEvent(ev runtime.Event) {
 	if r == nil || !r.enabled {

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -47,7 +48,8 @@ type Config struct {
 type Telemetry struct {
 	sdk    *sdktrace.TracerProvider // nil when nothing exports
 	tracer trace.Tracer
-	meters *meters // nil when no OTLP endpoint is set
+	meters *meters                // nil when no OTLP endpoint is set
+	logs   *sdklog.LoggerProvider // nil when no OTLP endpoint is set (log.go)
 }
 
 // Setup builds the tracer provider Config asks for. Shutdown must be called to flush
@@ -74,7 +76,14 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 	if err != nil {
 		return nil, closeAll(ctx, exporters, err)
 	}
-	if len(exporters) == 0 && metricExp == nil {
+	logExp, err := otlpLogExporter(ctx, env)
+	if err != nil {
+		if metricExp != nil {
+			err = errors.Join(err, metricExp.Shutdown(ctx))
+		}
+		return nil, closeAll(ctx, exporters, err)
+	}
+	if len(exporters) == 0 && metricExp == nil && logExp == nil {
 		return &Telemetry{tracer: noop.NewTracerProvider().Tracer(ScopeName)}, nil
 	}
 	service := cfg.ServiceName
@@ -92,9 +101,15 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		if metricExp != nil {
 			err = errors.Join(err, metricExp.Shutdown(ctx))
 		}
+		if logExp != nil {
+			err = errors.Join(err, logExp.Shutdown(ctx))
+		}
 		return nil, closeAll(ctx, exporters, err)
 	}
 	t := &Telemetry{tracer: noop.NewTracerProvider().Tracer(ScopeName)}
+	if logExp != nil {
+		t.logs = newLoggerProvider(logExp, res)
+	}
 	if metricExp != nil {
 		t.meters = newMeters(metricExp, res)
 	}
@@ -137,6 +152,11 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	}
 	if err := t.meters.shutdown(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if t.logs != nil {
+		if err := t.logs.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("telemetry: flushing logs: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -34,6 +34,16 @@ type Console struct {
 	written int64  // bytes written to file
 	total   int64  // bytes received
 	tail    []byte // the last keep bytes received (up to 2*keep before trimming)
+	lines   *LineSplitter
+}
+
+// OnLine hands every console line to f as it arrives (see LineSplitter), besides
+// keeping it; f runs on the capture's goroutine and must not block for long. Call it
+// before the VMM starts.
+func (c *Console) OnLine(f func(string)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lines = NewLineSplitter(f)
 }
 
 // ListenConsole listens on the unix socket sock, creates logPath (mode 0600,
@@ -99,6 +109,9 @@ func (c *Console) record(p []byte) {
 			c.written = c.limit // a failing disk: stop writing, keep capturing
 		}
 	}
+	if c.lines != nil {
+		_, _ = c.lines.Write(p)
+	}
 	c.tail = append(c.tail, p...)
 	if len(c.tail) > 2*c.keep {
 		c.tail = append([]byte(nil), c.tail[len(c.tail)-c.keep:]...)
@@ -156,6 +169,9 @@ func (c *Console) Close(grace time.Duration) error {
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		if c.lines != nil {
+			c.lines.Flush()
+		}
 		if c.total > c.written && c.written >= c.limit {
 			tail := c.tail
 			if len(tail) > c.keep {
@@ -178,7 +194,7 @@ func (c *Console) Close(grace time.Duration) error {
 // that keep the log elsewhere after the state dir is removed. It opens the file
 // as Tail does: no symlink, regular files only.
 func CopyLog(w io.Writer, logPath string, max int64) error {
-	f, err := openRegular(logPath)
+	f, err := OpenRegular(logPath)
 	if err != nil {
 		return err
 	}

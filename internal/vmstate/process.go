@@ -118,7 +118,7 @@ func Tail(path string, n int) string {
 		return ""
 	}
 	n = min(n, MaxTail)
-	f, err := openRegular(path)
+	f, err := OpenRegular(path)
 	if err != nil {
 		return ""
 	}

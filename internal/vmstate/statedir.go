@@ -141,11 +141,11 @@ func killListed(dir string) {
 	}
 }
 
-// openRegular opens path for reading without following a final symlink and
+// OpenRegular opens path for reading without following a final symlink and
 // without blocking on a FIFO or device, and returns it only if it is a regular
 // file: whoever can write to a directory must not be able to make voidbox hang
 // or read somewhere else.
-func openRegular(path string) (*os.File, error) {
+func OpenRegular(path string) (*os.File, error) {
 	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
@@ -164,9 +164,9 @@ func openRegular(path string) (*os.File, error) {
 }
 
 // readSmallRegular reads at most max bytes of the regular file at path (see
-// openRegular).
+// OpenRegular).
 func readSmallRegular(path string, max int64) ([]byte, error) {
-	f, err := openRegular(path)
+	f, err := OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}

@@ -50,6 +50,10 @@ type Options struct {
 	ClaudeBaseURL string
 	// Getenv reads the host's environment for provider keys; nil is os.Getenv.
 	Getenv func(string) string
+	// Console, when set, receives each line of every VM's serial console (the kernel's
+	// and the agent's messages) with the stage's name, as it arrives: `--verbose`.
+	// The line is guest text: untrusted, to be cleaned before a terminal shows it.
+	Console func(stage, line string)
 }
 
 // Provider opens microVM sandboxes.
@@ -148,6 +152,9 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 	}
 	if ag != nil {
 		boot.Forwards = append(boot.Forwards, proto.Forward{Name: llmForward, Port: llmGuestPort})
+	}
+	if console := p.opts.Console; console != nil {
+		vmcfg.ConsoleLine = func(line string) { console(spec.Name, line) }
 	}
 	if bn != nil {
 		boot.Net = bn.guest()
