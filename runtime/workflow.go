@@ -321,7 +321,11 @@ func (r *run) runStep(stage context.Context, sb Sandbox, s *Stage, st Step, stdi
 	if dl, ok := ctx.Deadline(); ok {
 		req.Timeout = max(time.Until(dl), time.Millisecond)
 	}
-	res, err := sb.Exec(ctx, req)
+	var res ExecResult
+	err := Timed(ctx, PhaseExec, "step "+st.Name, func() (err error) {
+		res, err = sb.Exec(ctx, req)
+		return err
+	})
 	sr.res.ExitCode, sr.res.Signal = processEnd(res.ExitCode, res.Signal, err)
 	switch {
 	case sr.stdout.overflow() || sr.stderr.overflow():

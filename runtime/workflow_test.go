@@ -72,6 +72,20 @@ func TestWorkflowDiamondConcurrentInOneSandbox(t *testing.T) {
 	if err != nil || !strings.Contains(string(doc), `"steps":[{"name":"a","status":"ok","exit_code":0,`) {
 		t.Errorf("stage JSON %s (%v) lacks the steps", doc, err)
 	}
+	// Each step is an exec phase of the one attempt, b and c overlapping in time.
+	execs := map[string]runtime.Phase{}
+	for _, ph := range sr.Phases {
+		if ph.Name == runtime.PhaseExec {
+			execs[ph.Detail] = ph
+		}
+	}
+	b, c := execs["step b"], execs["step c"]
+	if len(execs) != 4 || b.Attempt != 1 || c.Attempt != 1 {
+		t.Fatalf("exec phases %+v, want one per step of attempt 1", execs)
+	}
+	if b.Start.After(c.Start.Add(c.Duration)) || c.Start.After(b.Start.Add(b.Duration)) {
+		t.Errorf("phases of steps b (%s+%s) and c (%s+%s) do not overlap", b.Start, b.Duration, c.Start, c.Duration)
+	}
 }
 
 func TestWorkflowOutputStepAndFailure(t *testing.T) {
