@@ -79,12 +79,12 @@ func TestWorkflowDiamondConcurrentInOneSandbox(t *testing.T) {
 			execs[ph.Detail] = ph
 		}
 	}
-	b, c := execs["step b"], execs["step c"]
-	if len(execs) != 4 || b.Attempt != 1 || c.Attempt != 1 {
+	pb, pc := execs["step b"], execs["step c"]
+	if len(execs) != 4 || pb.Attempt != 1 || pc.Attempt != 1 {
 		t.Fatalf("exec phases %+v, want one per step of attempt 1", execs)
 	}
-	if b.Start.After(c.Start.Add(c.Duration)) || c.Start.After(b.Start.Add(b.Duration)) {
-		t.Errorf("phases of steps b (%s+%s) and c (%s+%s) do not overlap", b.Start, b.Duration, c.Start, c.Duration)
+	if pb.Start.After(pc.Start.Add(pc.Duration)) || pc.Start.After(pb.Start.Add(pb.Duration)) {
+		t.Errorf("phases of steps b (%s+%s) and c (%s+%s) do not overlap", pb.Start, pb.Duration, pc.Start, pc.Duration)
 	}
 }
 
