@@ -15,7 +15,8 @@ import (
 
 // Version is the protocol version spoken after the handshake. Bump it on any
 // incompatible change to frames or requests; both sides refuse a mismatch by name.
-const Version = 1
+// 2: exec requests carry stats_ms and the guest answers with stats frames.
+const Version = 2
 
 // Handshake magics: the host and the guest each prove who is speaking.
 const (
