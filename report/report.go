@@ -39,8 +39,18 @@ type Recorder struct {
 type stageTrace struct {
 	attempts []attemptTrace
 	tools    []toolTrace
+	phases   []phaseTrace
 	skipped  bool
 }
+
+// phaseTrace is one phase of an attempt (runtime.Phase), relative to the run's start.
+type phaseTrace struct {
+	name, detail string
+	start, dur   time.Duration
+}
+
+// maxPhases bounds the phases kept per stage, as runtime.MaxPhases bounds a result's.
+const maxPhases = runtime.MaxPhases
 
 // attemptTrace is one attempt's wall time relative to the run's start. ended is false
 // while it runs (and for good if the run's events stopped before it ended).
@@ -94,6 +104,15 @@ func (r *Recorder) OnEvent(ev runtime.Event) {
 		if ev.Tool != nil {
 			st.tools = append(st.tools, toolTrace{at: at, name: ev.Tool.Name, input: ev.Tool.Input})
 		}
+	case runtime.EventPhase:
+		if p := ev.Phase; p != nil && len(st.phases) < maxPhases {
+			// Dated as it ran; at is when it was reported, its end.
+			start := at - p.Duration
+			if !p.Start.IsZero() && !r.start.IsZero() {
+				start = p.Start.Sub(r.start)
+			}
+			st.phases = append(st.phases, phaseTrace{name: p.Name, detail: p.Detail, start: start, dur: p.Duration})
+		}
 	}
 }
 
@@ -124,6 +143,7 @@ func (r *Recorder) snapshot() (start time.Time, order []string, stages map[strin
 		c := stageTrace{skipped: st.skipped}
 		c.attempts = append([]attemptTrace(nil), st.attempts...)
 		c.tools = append([]toolTrace(nil), st.tools...)
+		c.phases = append([]phaseTrace(nil), st.phases...)
 		stages[name] = c
 	}
 	return r.start, append([]string(nil), r.order...), stages, now

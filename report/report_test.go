@@ -332,6 +332,7 @@ type parsedBar struct {
 type parsedRow struct {
 	status string
 	bars   []parsedBar
+	phases []parsedBar
 	note   string
 }
 
@@ -348,13 +349,17 @@ func timelineRows(t *testing.T, doc *html.Node) map[string]parsedRow {
 		walk(g, func(x *html.Node) {
 			c := strings.Fields(attr(x, "class"))
 			switch {
-			case x.Data == "rect" && len(c) == 2 && c[0] == "bar":
+			case x.Data == "rect" && len(c) == 2 && (c[0] == "bar" || c[0] == "phase"):
 				xv, err1 := strconv.ParseFloat(attr(x, "x"), 64)
 				wv, err2 := strconv.ParseFloat(attr(x, "width"), 64)
 				if err1 != nil || err2 != nil {
-					t.Errorf("bar of %s: x=%q width=%q are not numbers", attr(g, "data-stage"), attr(x, "x"), attr(x, "width"))
+					t.Errorf("%s of %s: x=%q width=%q are not numbers", c[0], attr(g, "data-stage"), attr(x, "x"), attr(x, "width"))
 				}
-				r.bars = append(r.bars, parsedBar{c[1], xv, wv})
+				if c[0] == "phase" {
+					r.phases = append(r.phases, parsedBar{c[1], xv, wv})
+				} else {
+					r.bars = append(r.bars, parsedBar{c[1], xv, wv})
+				}
 			case x.Data == "text" && len(c) == 1 && c[0] == "note":
 				r.note = text(x)
 			}

@@ -51,7 +51,9 @@ type row struct {
 	Status         string // a CSS class: one of statusClasses
 	Bars           []bar
 	Tools          []toolTick
-	Note           string // said in the row when it has no bar
+	Phases         []bar   // strips under the attempt bars: start-up and exec phases
+	PhaseY         float64 // where the strips are drawn
+	Note           string  // said in the row when it has no bar
 	Shade          bool   // every other row has a background, to follow a row across
 }
 
@@ -281,6 +283,22 @@ func exitCode(sr *runtime.StageResult) string {
 	return "none (the process did not run)"
 }
 
+// phaseHeight is the height of a phase strip at the bottom of an attempt's bar.
+const phaseHeight = 4.0
+
+// phaseClass is the strip a phase is drawn as: the sandbox starting (prepare, boot,
+// handshake) or the stage's process running; "" for phases not drawn (file transfers,
+// close: too short to see).
+func phaseClass(name string) string {
+	switch name {
+	case runtime.PhasePrepare, runtime.PhaseBoot, runtime.PhaseConnect:
+		return "startup"
+	case runtime.PhaseExec:
+		return "exec"
+	}
+	return ""
+}
+
 func buildTimeline(stages []stageView, names []string, traces map[string]stageTrace, total, now time.Duration) timeline {
 	// The axis covers the run and every recorded bar, so a bar never leaves the chart.
 	span := total
@@ -322,6 +340,18 @@ func buildTimeline(stages []stageView, names []string, traces map[string]stageTr
 				title += ": " + termsafe.Clean(a.err)
 			}
 			r.Bars = append(r.Bars, bar{X: x(a.start), W: max(x(end)-x(a.start), minBarWidth), Class: class, Title: title})
+		}
+		r.PhaseY = r.BarY + barHeight - phaseHeight
+		for _, p := range tr.phases {
+			class := phaseClass(p.name)
+			if class == "" {
+				continue
+			}
+			title := fmt.Sprintf("%s %s: +%s, %s", sv.Name, p.name, textfmt.Duration(p.start), textfmt.Duration(p.dur))
+			if p.detail != "" {
+				title += " (" + termsafe.Clean(p.detail) + ")"
+			}
+			r.Phases = append(r.Phases, bar{X: x(p.start), W: max(x(p.start+p.dur)-x(p.start), minBarWidth), Class: class, Title: title})
 		}
 		for _, t := range tr.tools {
 			r.Tools = append(r.Tools, toolTick{X: x(t.at), Title: fmt.Sprintf("+%s tool %s %s",
