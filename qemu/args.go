@@ -42,6 +42,7 @@ type launch struct {
 	bootConfig bool
 	runAs      string      // non-empty: QEMU chroots into dir and drops to this user
 	release    qemuRelease // QEMU's version, for how confinement is spelt
+	snap       snapLaunch  // snapshot boot or restore (snapshot.go)
 }
 
 func (l launch) path(name string) string { return filepath.Join(l.dir, name) }
@@ -97,10 +98,9 @@ func buildArgs(cfg runtime.VMConfig, l launch) ([]string, error) {
 	if l.runAs != "" {
 		args = append(args, confineArgs(l.release, l.dir, l.runAs)...)
 	}
-	if len(cfg.Shares) > 0 {
-		// vhost-user needs guest RAM in a shareable memfd.
-		machine += ",memory-backend=mem"
-		args = append(args, "-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", cfg.MemoryMB))
+	machine, args, err := memoryArgs(cfg, l, machine, args)
+	if err != nil {
+		return nil, err
 	}
 	args = append([]string{"-M", machine}, args...)
 	forward := cfg.NetworkSocket != "" && cfg.NetworkAttach == runtime.AttachForwarder

@@ -94,6 +94,7 @@ func (m *Machine) start(ctx context.Context, bin string, args []string) error {
 	}
 	m.cmd = exec.Command(bin, args...)
 	m.cmd.Stdin = nil
+	m.cmd.ExtraFiles = m.l.extraFiles()
 	m.cmd.Stdout = m.stderr
 	m.cmd.Stderr = m.stderr
 	// QEMU drops privileges itself (-runas), which cancels the death signal.

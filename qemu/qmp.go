@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -36,12 +37,26 @@ func decodeQMP(line []byte) (qmpReply, error) {
 // qmpCommand connects to the QMP socket, negotiates capabilities and runs
 // one command, returning its "return" value. QEMU accepts one QMP client at
 // a time, so each call uses a fresh connection.
-func qmpCommand(ctx context.Context, sock, command string, args any) (json.RawMessage, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", sock)
+func qmpCommand(ctx context.Context, sock, command string, args any) (ret json.RawMessage, err error) {
+	err = qmpSession(ctx, sock, func(q *qmpConn) error {
+		ret, err = q.run(command, args, nil)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("qmp %s: %w", command, err)
 	}
+	return ret, nil
+}
+
+// qmpSession connects to the QMP socket, negotiates capabilities and runs f on
+// the connection (bounded by ctx, and by 5 s when ctx has no earlier deadline).
+func qmpSession(ctx context.Context, sock string, f func(*qmpConn) error) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", sock)
+	if err != nil {
+		return err
+	}
+	conn := c.(*net.UnixConn)
 	defer conn.Close()
 	deadline := time.Now().Add(5 * time.Second)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
@@ -54,22 +69,18 @@ func qmpCommand(ctx context.Context, sock, command string, args any) (json.RawMe
 	rd := bufio.NewReader(conn)
 	greeting, err := readQMP(rd)
 	if err != nil {
-		return nil, fmt.Errorf("qmp %s: greeting: %w", command, err)
+		return fmt.Errorf("greeting: %w", err)
 	}
 	if greeting.QMP == nil {
-		return nil, fmt.Errorf("qmp %s: first message is not a QMP greeting", command)
+		return fmt.Errorf("first message is not a QMP greeting")
 	}
 	if _, err := qmpExchange(conn, rd, "qmp_capabilities", nil); err != nil {
-		return nil, fmt.Errorf("qmp %s: %w", command, err)
+		return err
 	}
-	ret, err := qmpExchange(conn, rd, command, args)
-	if err != nil {
-		return nil, fmt.Errorf("qmp %s: %w", command, err)
-	}
-	return ret, nil
+	return f(&qmpConn{conn: conn, rd: rd})
 }
 
-func qmpExchange(conn net.Conn, rd *bufio.Reader, command string, args any) (json.RawMessage, error) {
+func qmpExchange(conn io.Writer, rd *bufio.Reader, command string, args any) (json.RawMessage, error) {
 	req := map[string]any{"execute": command}
 	if args != nil {
 		req["arguments"] = args

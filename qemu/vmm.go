@@ -138,6 +138,11 @@ func (v *VMM) Boot(ctx context.Context, cfg runtime.VMConfig) (runtime.Machine, 
 
 // BootMachine is Boot returning the concrete type (for Status and the pid).
 func (v *VMM) BootMachine(ctx context.Context, cfg runtime.VMConfig) (*Machine, error) {
+	return v.bootMachine(ctx, cfg, snapLaunch{})
+}
+
+// bootMachine is BootMachine for a snapshot boot or a restore too (snapshot.go).
+func (v *VMM) bootMachine(ctx context.Context, cfg runtime.VMConfig, snap snapLaunch) (*Machine, error) {
 	accel, err := v.Accel(ctx, cfg.Kernel, cfg.Initramfs)
 	if err != nil {
 		return nil, fmt.Errorf("boot %s: choose accelerator: %w", cfg.Name, err)
@@ -146,7 +151,7 @@ func (v *VMM) BootMachine(ctx context.Context, cfg runtime.VMConfig) (*Machine, 
 	if err != nil {
 		return nil, fmt.Errorf("boot %s: %w", cfg.Name, err)
 	}
-	l := launch{accel: accel, dir: dir}
+	l := launch{accel: accel, dir: dir, snap: snap}
 	if accel == "tcg" {
 		l.tscKHz = hostTSCkHz()
 	}

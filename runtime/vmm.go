@@ -145,3 +145,22 @@ type Machine interface {
 // and the vm sandbox's bound on reaching the guest agent when its caller set none.
 // Under TCG on a loaded 2-core host, eight concurrent boots take tens of seconds.
 const BootTimeout = 2 * time.Minute
+
+// Snapshotter is a VMM that can save a booted, idle guest and start fresh VMs from
+// that state (warm start). A restored VM is the saved guest, secrets and entropy
+// included: its user (package sandbox/vm) must make it unique before any exec.
+type Snapshotter interface {
+	// SnapshotID names the VMM, its accelerator and its version for snapshot keys
+	// (settling the accelerator with the guest image, as Boot would).
+	SnapshotID(ctx context.Context, kernel, initramfs string) (string, error)
+	// SnapshotBoot boots cfg as Boot does, laid out so that SaveSnapshot can save it
+	// into dir (an empty private directory).
+	SnapshotBoot(ctx context.Context, cfg VMConfig, dir string) (Machine, error)
+	// SaveSnapshot pauses m (from SnapshotBoot with the same dir), saves it into dir
+	// and stops it.
+	SaveSnapshot(ctx context.Context, m Machine, dir string) error
+	// Restore starts a new VM from the snapshot in dir and returns once the guest
+	// runs. cfg must have the snapshot's kernel, memory, vCPUs and devices (no
+	// shares, disks or network), and no boot config in Cmdline.
+	Restore(ctx context.Context, cfg VMConfig, dir string) (Machine, error)
+}
