@@ -100,6 +100,7 @@ func run(c *console) error {
 		Forwards:    forwards,
 		OnShutdown:  func() { shutdown <- struct{}{} },
 		Debug:       cfg.Debug,
+		Warm:        cfg.Warm,
 		Logf:        c.logf,
 	})
 	if err != nil {

@@ -59,6 +59,11 @@ type Options struct {
 	// ProcRoot is where exec resource samples are read (stats.go); default /proc.
 	ProcRoot string
 
+	// Warm: the agent was booted to be snapshotted; its first exchange must be the
+	// host's re-key (rekey.go), done with ApplyRekey (nil: the real one).
+	Warm       bool
+	ApplyRekey func(proto.Rekey) error
+
 	Debug            bool                 // log every exec's start and end, not only failures
 	HandshakeTimeout time.Duration        // default 30s; applies when the conn has deadlines
 	OnShutdown       func()               // called after acknowledging a shutdown request
@@ -74,6 +79,10 @@ type Server struct {
 
 	// established is set by the first connection that authenticates.
 	established atomic.Bool
+
+	// rekeyMu guards the warm agent's one re-key (rekey.go).
+	rekeyMu             sync.Mutex
+	rekeyed, idleLogged bool
 
 	mu sync.Mutex
 	// procs are the session's running execs by stream id, for OpCancel and for
@@ -156,7 +165,11 @@ func (s *Server) Serve(ctx context.Context, conn io.ReadWriteCloser) error {
 	if d, ok := conn.(deadliner); ok {
 		_ = d.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
 	}
-	if err := proto.ServerHandshake(conn, s.opts.Secret); err != nil {
+	secret, err := s.sessionSecret(conn)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrHandshake, err)
+	}
+	if err := proto.ServerHandshake(conn, secret); err != nil {
 		return fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
 	// Two peers that knew the secret may have finished their handshakes at once:

@@ -58,6 +58,9 @@ type BootConfig struct {
 	// Forwards are guest loopback ports the agent listens on before the first exec
 	// and carries to the host over the agent session (forward.go).
 	Forwards []Forward `json:"fw,omitempty"`
+	// Warm boots the agent to be snapshotted: its first exchange must be the host's
+	// re-key (rekey.go), which replaces Secret, Hostname, Allow and Debug.
+	Warm bool `json:"w,omitempty"`
 }
 
 // NewSecret returns a fresh per-VM handshake secret: hex of 32 random bytes.
