@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,8 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/voidbox/voidbox/internal/vmtest"
 )
@@ -32,7 +37,8 @@ b = box("fetch", cmd = ["sh", "-c", "wget -q -O - http://host.voidbox.internal:`
 pipeline = pipe(b)
 `), 0o644)
 	logFile := filepath.Join(dir, "net.log")
-	r := voidbox(t, vmArgs(t, "--json", "--network-log", logFile, prog)...)
+	traceFile := filepath.Join(dir, "trace.json")
+	r := voidbox(t, vmArgs(t, "--json", "--network-log", logFile, "--trace-file", traceFile, prog)...)
 	if r.code != exitOK {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
@@ -81,7 +87,51 @@ pipeline = pipe(b)
 		data, _ := os.ReadFile(logFile)
 		t.Errorf("network log lacks the allowed and the denied connection:\n%s", data)
 	}
+	// The same decisions are events on the stage's span.
+	if got := egressEvents(t, traceFile, "fetch"); !strings.Contains(got, "allow tcp "+port+"\n") || !strings.Contains(got, "deny tcp 1\n") {
+		t.Errorf("egress events on the fetch span:\n%s\nwant an allowed tcp to %s and a refused tcp to 1", got, port)
+	}
 	vmtest.WaitNoVMs(t, ownMarker(), 10*time.Second)
+}
+
+// egressEvents lists the egress events of stage's spans in an OTLP JSON trace file, one
+// "DECISION PROTO PORT" line each.
+func egressEvents(t *testing.T, traceFile, stage string) string {
+	t.Helper()
+	data, err := os.ReadFile(traceFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		req := &coltracepb.ExportTraceServiceRequest{}
+		if err := protojson.Unmarshal([]byte(line), req); err != nil {
+			t.Fatalf("trace file line is not OTLP JSON: %v", err)
+		}
+		for _, rs := range req.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				for _, sp := range ss.Spans {
+					if sp.Name != "stage "+stage {
+						continue
+					}
+					for _, ev := range sp.Events {
+						if ev.Name != "egress" {
+							continue
+						}
+						a := map[string]string{}
+						for _, kv := range ev.Attributes {
+							a[kv.Key] = kv.Value.GetStringValue()
+							if kv.Key == "destination.port" {
+								a[kv.Key] = strconv.FormatInt(kv.Value.GetIntValue(), 10)
+							}
+						}
+						fmt.Fprintf(&b, "%s %s %s\n", a["voidbox.network.decision"], a["voidbox.network.protocol"], a["destination.port"])
+					}
+				}
+			}
+		}
+	}
+	return b.String()
 }
 
 func asFloat(v any) float64 {

@@ -86,9 +86,12 @@ type Config struct {
 	Resolver Resolver     // upstream DNS; nil is net.DefaultResolver
 	Dialer   Dialer       // host-side connections; nil is a net.Dialer
 	Log      *slog.Logger // one line per decision; nil discards them
-	Limits   Limits
-	MTU      int          // 0 is DefaultMTU; 1280 to 65000
-	Subnet   netip.Prefix // zero is DefaultSubnet; an IPv4 prefix of /16 to /29
+	// OnDecision, when set, also receives each decision that is logged (within the
+	// same budget as Log's lines, so a flood of refused connections stays bounded).
+	OnDecision func(Decision)
+	Limits     Limits
+	MTU        int          // 0 is DefaultMTU; 1280 to 65000
+	Subnet     netip.Prefix // zero is DefaultSubnet; an IPv4 prefix of /16 to /29
 }
 
 // Guest is what the guest needs to configure its NIC (eth0) before the first exec.
@@ -104,14 +107,15 @@ type Guest struct {
 
 // Network is one VM's user-mode network. Its methods are safe for concurrent use.
 type Network struct {
-	policy   *Policy
-	limits   Limits
-	resolver Resolver
-	dialer   Dialer
-	log      *slog.Logger
-	guest    Guest
-	subnet   netip.Prefix
-	maxFrame int
+	policy     *Policy
+	limits     Limits
+	resolver   Resolver
+	dialer     Dialer
+	log        *slog.Logger
+	onDecision func(Decision)
+	guest      Guest
+	subnet     netip.Prefix
+	maxFrame   int
 
 	stack   *stack.Stack
 	link    *tap.LinkEndpoint
@@ -162,19 +166,20 @@ func New(cfg Config) (*Network, error) {
 	}
 	g := guestAddresses(subnet, mtu)
 	n := &Network{
-		policy:   cfg.Policy,
-		limits:   limits,
-		resolver: cfg.Resolver,
-		dialer:   cfg.Dialer,
-		log:      cfg.Log,
-		guest:    g,
-		subnet:   subnet,
-		maxFrame: mtu + 14 + vlanSize,
-		pins:     newPins(limits.MaxPinned),
-		gate:     newGate(limits.MaxFlows, limits.FlowsPerSecond, time.Now),
-		logs:     &logBudget{perSecond: limits.LogPerSecond, now: time.Now},
-		closers:  make(map[io.Closer]struct{}),
-		pending:  make(map[stack.TransportEndpointID]pendingFlow),
+		policy:     cfg.Policy,
+		limits:     limits,
+		resolver:   cfg.Resolver,
+		dialer:     cfg.Dialer,
+		log:        cfg.Log,
+		onDecision: cfg.OnDecision,
+		guest:      g,
+		subnet:     subnet,
+		maxFrame:   mtu + 14 + vlanSize,
+		pins:       newPins(limits.MaxPinned),
+		gate:       newGate(limits.MaxFlows, limits.FlowsPerSecond, time.Now),
+		logs:       &logBudget{perSecond: limits.LogPerSecond, now: time.Now},
+		closers:    make(map[io.Closer]struct{}),
+		pending:    make(map[stack.TransportEndpointID]pendingFlow),
 	}
 	if n.resolver == nil {
 		n.resolver = net.DefaultResolver
@@ -412,4 +417,25 @@ func (n *Network) record(d decision) {
 		attrs = append(attrs, slog.Uint64("unlogged_before", held))
 	}
 	n.log.LogAttrs(context.Background(), slog.LevelInfo, "network decision", attrs...)
+	if n.onDecision != nil {
+		dst := ""
+		if d.dst.IsValid() {
+			dst = d.dst.String()
+		}
+		n.onDecision(Decision{Allowed: d.allow, Proto: d.proto, Dst: dst, Port: int(d.port), Name: d.name,
+			Entry: d.entry, Reason: d.reason, UnloggedBefore: held})
+	}
+}
+
+// Decision is one egress decision as Config.OnDecision receives it: the fields of its
+// log line.
+type Decision struct {
+	Allowed        bool
+	Proto          string // tcp, udp or dns
+	Dst            string // the guest-visible destination address, "" for a name query
+	Port           int
+	Name           string // the DNS name, when the decision was about one
+	Entry          string // the egress entry that allowed it
+	Reason         string
+	UnloggedBefore uint64 // decisions left out before this one (over the budget)
 }

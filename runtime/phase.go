@@ -84,8 +84,9 @@ func (l *phaseLog) add(p Phase) {
 	l.r.emit(Event{Stage: l.stage, Kind: EventPhase, Attempt: l.attempt, Phase: &p})
 }
 
-// context returns ctx carrying the log as the attempt's phase reporter.
+// context returns ctx carrying the log as the attempt's phase (and egress) reporter.
 func (l *phaseLog) context(ctx context.Context) context.Context {
+	ctx = context.WithValue(ctx, egressReporterKey{}, l.egress)
 	return context.WithValue(ctx, phaseReporterKey{}, l.add)
 }
 
@@ -103,4 +104,32 @@ func keepPhases(sr *StageResult, phases []Phase) {
 		phases = phases[:max(room, 0)]
 	}
 	sr.Phases = append(sr.Phases, phases...)
+}
+
+// EgressDecision is one decision of a networked stage's egress filter, as its network
+// logged it (the log's budget bounds how many are reported).
+type EgressDecision struct {
+	Allowed        bool
+	Proto          string // tcp, udp or dns
+	Dst            string // the guest-visible destination address, "" for a name query
+	Port           int
+	Name           string // the DNS name, when the decision was about one
+	Entry          string // the egress entry that allowed it
+	Reason         string
+	UnloggedBefore uint64 // decisions left out before this one (over the budget)
+}
+
+type egressReporterKey struct{}
+
+// ReportEgress passes one egress decision of the current stage attempt on as an
+// EventEgress. A sandbox calls it with the ctx its Open got, also after Open returned
+// (decisions come while the stage runs); outside an executor's attempt it does nothing.
+func ReportEgress(ctx context.Context, d EgressDecision) {
+	if f, ok := ctx.Value(egressReporterKey{}).(func(EgressDecision)); ok {
+		f(d)
+	}
+}
+
+func (l *phaseLog) egress(d EgressDecision) {
+	l.r.emit(Event{Stage: l.stage, Kind: EventEgress, Attempt: l.attempt, Egress: &d})
 }

@@ -69,21 +69,23 @@ type Event struct {
 	Duration time.Duration
 	Err      error
 	Result   *StageResult
-	Tool     *ToolCall    // EventTool: the call the agent just made
-	Phase    *Phase       // EventPhase: the step of the attempt that just ended
-	Sample   *GuestSample // EventSample: the stage's guest, sampled while it runs
+	Tool     *ToolCall       // EventTool: the call the agent just made
+	Phase    *Phase          // EventPhase: the step of the attempt that just ended
+	Sample   *GuestSample    // EventSample: the stage's guest, sampled while it runs
+	Egress   *EgressDecision // EventEgress: a decision of the stage's egress filter
 }
 
 // EventKind says what happened to a stage.
 type EventKind string
 
 const (
-	EventStart EventKind = "start"
-	EventRetry EventKind = "retry"
-	EventEnd   EventKind = "end"
-	EventSkip  EventKind = "skip"
-	EventTool  EventKind = "tool"  // an agent stage's agent called a tool
-	EventPhase EventKind = "phase" // a step of an attempt (boot, exec, ...) ended
+	EventStart  EventKind = "start"
+	EventRetry  EventKind = "retry"
+	EventEnd    EventKind = "end"
+	EventSkip   EventKind = "skip"
+	EventTool   EventKind = "tool"   // an agent stage's agent called a tool
+	EventPhase  EventKind = "phase"  // a step of an attempt (boot, exec, ...) ended
+	EventEgress EventKind = "egress" // the stage's network allowed or refused a destination
 	// EventSample: a VM stage's guest was sampled (about every 500ms while it runs);
 	// a live view that prints a line per event should skip it.
 	EventSample EventKind = "sample"

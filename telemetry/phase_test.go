@@ -164,3 +164,53 @@ func TestFailedExecPhaseSpan(t *testing.T) {
 	}
 	t.Fatal("no exec make span")
 }
+
+// egressMock reports two decisions of its network from Open, as sandbox/vm's network
+// does while a stage runs.
+type egressMock struct{ *mock.Provider }
+
+func (p egressMock) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime.Sandbox, error) {
+	runtime.ReportEgress(ctx, runtime.EgressDecision{Allowed: true, Proto: "dns", Name: "api.example.com", Entry: "api.example.com:443", Reason: "allowed name"})
+	runtime.ReportEgress(ctx, runtime.EgressDecision{Proto: "tcp", Dst: "10.0.0.1", Port: 80, Reason: "private address", UnloggedBefore: 4})
+	return p.Provider.Open(ctx, spec)
+}
+
+// Egress decisions are events on the attempt's span.
+func TestEgressSpanEvents(t *testing.T) {
+	rcv := &receiver{}
+	ctx := context.Background()
+	srv := startHTTP(t, rcv)
+	tel, err := Setup(ctx, Config{Env: envOf(map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": srv + "/v1/traces"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &runtime.Stage{Name: "net", Cmd: []string{"curl"}}
+	runCtx, rt := tel.Run(ctx, "net.star")
+	res, err := (&runtime.Executor{Provider: egressMock{mock.New(nil)}, OnEvent: rt.OnEvent}).Run(runCtx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.End(res)
+	if err := tel.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	for _, s := range allSpans(rcv.requests()) {
+		if s.Name != "stage net" {
+			continue
+		}
+		for _, e := range s.Events {
+			if e.Name == "egress" {
+				events = append(events, str(e.Attributes, "voidbox.network.decision")+" "+str(e.Attributes, "voidbox.network.protocol")+" "+
+					str(e.Attributes, "dns.question.name")+str(e.Attributes, "destination.address")+" "+str(e.Attributes, "voidbox.network.reason"))
+				if str(e.Attributes, "destination.address") == "10.0.0.1" && (num(e.Attributes, "destination.port") != 80 || num(e.Attributes, "voidbox.network.unlogged_before") != 4) {
+					t.Errorf("deny event attributes %v, want port 80 and 4 unlogged before", e.Attributes)
+				}
+			}
+		}
+	}
+	want := "allow dns api.example.com allowed name|deny tcp 10.0.0.1 private address"
+	if got := strings.Join(events, "|"); got != want {
+		t.Errorf("egress events %q, want %q", got, want)
+	}
+}

@@ -123,6 +123,8 @@ func (r *RunTrace) OnEvent(ev runtime.Event) {
 		r.tool(ev)
 	case runtime.EventPhase:
 		r.phase(ev)
+	case runtime.EventEgress:
+		r.egress(ev)
 	case runtime.EventEnd:
 		r.end(ev)
 	case runtime.EventSkip:
@@ -204,6 +206,39 @@ func (r *RunTrace) tool(ev runtime.Event) {
 		attribute.String("gen_ai.tool.call.arguments", textfmt.Clip(ev.Tool.Input, MaxToolInput, "…")),
 	))
 	span.End()
+}
+
+// egress records one decision of the stage's network as an event on its attempt span.
+func (r *RunTrace) egress(ev runtime.Event) {
+	st, d := r.stages[ev.Stage], ev.Egress
+	if st == nil || d == nil {
+		return
+	}
+	decision := "deny"
+	if d.Allowed {
+		decision = "allow"
+	}
+	attrs := []attribute.KeyValue{
+		attribute.String("voidbox.network.decision", decision),
+		attribute.String("voidbox.network.protocol", d.Proto),
+		attribute.String("voidbox.network.reason", d.Reason),
+	}
+	if d.Dst != "" {
+		attrs = append(attrs, attribute.String("destination.address", d.Dst))
+	}
+	if d.Port != 0 {
+		attrs = append(attrs, attribute.Int("destination.port", d.Port))
+	}
+	if d.Name != "" {
+		attrs = append(attrs, attribute.String("dns.question.name", d.Name))
+	}
+	if d.Entry != "" {
+		attrs = append(attrs, attribute.String("voidbox.network.entry", d.Entry))
+	}
+	if d.UnloggedBefore > 0 {
+		attrs = append(attrs, attribute.Int64("voidbox.network.unlogged_before", int64(d.UnloggedBefore)))
+	}
+	st.span.AddEvent("egress", trace.WithAttributes(attrs...))
 }
 
 // phase records one step of the attempt (vm.boot, agent.connect, exec, ...) as a child

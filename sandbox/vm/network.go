@@ -36,7 +36,7 @@ type boxNetwork struct {
 // openNetwork builds spec's network before its VM boots: the policy from spec.Egress,
 // the listening socket, and spec.Ports published on the host's 127.0.0.1. It returns
 // nil for a box without network.
-func (p *Provider) openNetwork(spec runtime.SandboxSpec, stateDir string) (*boxNetwork, error) {
+func (p *Provider) openNetwork(ctx context.Context, spec runtime.SandboxSpec, stateDir string) (*boxNetwork, error) {
 	if !spec.Network {
 		if _, err := remoteEgress(spec); spec.Agent && err != nil {
 			return nil, err
@@ -60,6 +60,11 @@ func (p *Provider) openNetwork(spec runtime.SandboxSpec, stateDir string) (*boxN
 	if cfg.Log != nil {
 		cfg.Log = cfg.Log.With(slog.String("stage", spec.Name))
 	}
+	// Decisions come while the stage runs, after Open returned: ctx's values (the
+	// attempt's reporter) outlive its deadline.
+	cfg.OnDecision = func(d network.Decision) {
+		runtime.ReportEgress(ctx, runtime.EgressDecision(d))
+	}
 	n, err := network.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("network: %w", err)
@@ -69,10 +74,10 @@ func (p *Provider) openNetwork(spec runtime.SandboxSpec, stateDir string) (*boxN
 		n.Close()
 		return nil, fmt.Errorf("network: %w", err)
 	}
-	var ctx context.Context
-	ctx, b.cancel = context.WithCancel(context.Background())
+	serve, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
 	b.wg.Add(1)
-	go b.accept(ctx)
+	go b.accept(serve)
 	for _, pm := range spec.Ports {
 		if _, err := n.Publish(pm.Host, pm.Guest); err != nil {
 			b.close()

@@ -97,7 +97,7 @@ func (p *Provider) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime.
 		os.RemoveAll(stateDir)
 		return nil, fmt.Errorf("box %s: %w", spec.Name, err)
 	}
-	bn, err := p.openNetwork(spec, stateDir)
+	bn, err := p.openNetwork(ctx, spec, stateDir)
 	if err != nil {
 		ag.close()
 		os.RemoveAll(stateDir)
