@@ -42,7 +42,7 @@ func voidbox(t *testing.T, args ...string) cliResult {
 	return cliResult{code, out.String(), errb.String()}
 }
 
-func writeFile(t *testing.T, dir, name, content string) string {
+func writeFile(t testing.TB, dir, name, content string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {

@@ -20,7 +20,7 @@ import (
 )
 
 // vmArgs runs a program in real microVMs booted from the image built from this checkout.
-func vmArgs(t *testing.T, args ...string) []string {
+func vmArgs(t testing.TB, args ...string) []string {
 	img := vmtest.Image(t)
 	return append([]string{"exec", "--sandbox", "vm", "--accel", "tcg", "--kernel", img.Kernel, "--initramfs", img.Initramfs}, args...)
 }
