@@ -135,8 +135,9 @@ func checkPhaseMetrics(t *testing.T, reqs []*colmetricpb.ExportMetricsServiceReq
 	}
 }
 
-// A process that could not run (the sandbox failed) makes its exec span an Error.
-func TestFailedExecPhaseSpan(t *testing.T) {
+// traceStage runs st on p with spans going to an in-process receiver and returns them.
+func traceStage(t *testing.T, p runtime.Provider, st *runtime.Stage) []*tracepb.Span {
+	t.Helper()
 	rcv := &receiver{}
 	ctx := context.Background()
 	srv := startHTTP(t, rcv)
@@ -144,9 +145,8 @@ func TestFailedExecPhaseSpan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &runtime.Stage{Name: "dies", Cmd: []string{"make"}}
-	runCtx, rt := tel.Run(ctx, "dies.star")
-	res, err := (&runtime.Executor{Provider: mock.New(mock.Script{"dies": {{Err: "vm died"}}}), OnEvent: rt.OnEvent}).Run(runCtx, st)
+	runCtx, rt := tel.Run(ctx, st.Name+".star")
+	res, err := (&runtime.Executor{Provider: p, OnEvent: rt.OnEvent}).Run(runCtx, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,13 @@ func TestFailedExecPhaseSpan(t *testing.T) {
 	if err := tel.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range allSpans(rcv.requests()) {
+	return allSpans(rcv.requests())
+}
+
+// A process that could not run (the sandbox failed) makes its exec span an Error.
+func TestFailedExecPhaseSpan(t *testing.T) {
+	spans := traceStage(t, mock.New(mock.Script{"dies": {{Err: "vm died"}}}), &runtime.Stage{Name: "dies", Cmd: []string{"make"}})
+	for _, s := range spans {
 		if s.Name == "exec make" {
 			if s.Status.GetCode() != tracepb.Status_STATUS_CODE_ERROR || !strings.HasSuffix(s.Status.GetMessage(), "vm died") {
 				t.Errorf("exec span status %v, want Error ending \"vm died\"", s.Status)
@@ -177,25 +183,9 @@ func (p egressMock) Open(ctx context.Context, spec runtime.SandboxSpec) (runtime
 
 // Egress decisions are events on the attempt's span.
 func TestEgressSpanEvents(t *testing.T) {
-	rcv := &receiver{}
-	ctx := context.Background()
-	srv := startHTTP(t, rcv)
-	tel, err := Setup(ctx, Config{Env: envOf(map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": srv + "/v1/traces"})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := &runtime.Stage{Name: "net", Cmd: []string{"curl"}}
-	runCtx, rt := tel.Run(ctx, "net.star")
-	res, err := (&runtime.Executor{Provider: egressMock{mock.New(nil)}, OnEvent: rt.OnEvent}).Run(runCtx, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt.End(res)
-	if err := tel.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
+	spans := traceStage(t, egressMock{mock.New(nil)}, &runtime.Stage{Name: "net", Cmd: []string{"curl"}})
 	var events []string
-	for _, s := range allSpans(rcv.requests()) {
+	for _, s := range spans {
 		if s.Name != "stage net" {
 			continue
 		}
