@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -54,6 +55,9 @@ type Options struct {
 	// and the agent's messages) with the stage's name, as it arrives: `--verbose`.
 	// The line is guest text: untrusted, to be cleaned before a terminal shows it.
 	Console func(stage, line string)
+	// Warm, when set, starts the stages a snapshot can carry from one (warm.go); nil
+	// cold-boots every stage.
+	Warm *WarmOptions
 }
 
 // Provider opens microVM sandboxes.
@@ -160,6 +164,13 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 		boot.Net = bn.guest()
 		vmcfg.NetworkSocket, vmcfg.NetworkAttach, vmcfg.MAC = bn.socket, bn.attach, boot.Net.MAC
 	}
+	newSandbox := func(m runtime.Machine) *Sandbox {
+		return &Sandbox{name: spec.Name, machine: m, stateDir: stateDir, grace: p.opts.ShutdownGrace, memoryMB: limits.MemoryMB, net: bn, fs: fs, agent: ag}
+	}
+	sb, detail, err := p.warmStart(ctx, boot, vmcfg, newSandbox)
+	if sb != nil || err != nil {
+		return sb, err
+	}
 	arg, err := boot.KernelArg()
 	if err != nil {
 		return nil, fmt.Errorf("box %s: boot config: %w", spec.Name, err)
@@ -169,11 +180,13 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 	m, err := p.opts.VMM.Boot(ctx, vmcfg)
 	if err != nil {
 		err = fmt.Errorf("box %s: boot %s: %w", spec.Name, p.opts.VMM.Name(), err)
-		p.reportStart(ctx, time.Time{}, booting, err)
+		p.reportStart(ctx, time.Time{}, booting, detail, err)
 		return nil, err
 	}
-	sb := &Sandbox{name: spec.Name, machine: m, stateDir: stateDir, grace: p.opts.ShutdownGrace, memoryMB: limits.MemoryMB, net: bn, fs: fs, agent: ag}
-	client, err := p.connect(ctx, m, secret, booting)
+	sb = newSandbox(m)
+	client, err := p.connect(ctx, m, func(ctx context.Context, c net.Conn) (*proto.Client, error) {
+		return proto.Connect(ctx, c, secret)
+	}, booting, detail)
 	if err != nil {
 		sb.kill()
 		return nil, fmt.Errorf("box %s: %w", spec.Name, sb.explain(err))
@@ -186,7 +199,7 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 // connect dials the agent and authenticates, giving up when the VM dies or ctx ends;
 // a ctx without a deadline gets runtime.BootTimeout (the executor sets its own, so its
 // BootTimeout governs).
-func (p *Provider) connect(ctx context.Context, m runtime.Machine, secret string, booting time.Time) (client *proto.Client, err error) {
+func (p *Provider) connect(ctx context.Context, m runtime.Machine, handshake func(context.Context, net.Conn) (*proto.Client, error), booting time.Time, detail string) (client *proto.Client, err error) {
 	var cancel context.CancelFunc
 	if _, ok := ctx.Deadline(); ok {
 		ctx, cancel = context.WithCancel(ctx)
@@ -204,12 +217,12 @@ func (p *Provider) connect(ctx context.Context, m runtime.Machine, secret string
 	conn, err := m.DialAgent(ctx)
 	if err != nil {
 		err = fmt.Errorf("reach guest agent: %w", err)
-		p.reportStart(ctx, time.Time{}, booting, err)
+		p.reportStart(ctx, time.Time{}, booting, detail, err)
 		return nil, err
 	}
 	watched := &firstWord{Conn: conn}
-	defer func() { p.reportStart(ctx, watched.spoke(), booting, err) }()
-	client, err = proto.Connect(ctx, watched, secret)
+	defer func() { p.reportStart(ctx, watched.spoke(), booting, detail, err) }()
+	client, err = handshake(ctx, watched)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("guest agent handshake: %w", err)
@@ -219,9 +232,9 @@ func (p *Provider) connect(ctx context.Context, m runtime.Machine, secret string
 
 // reportStart reports vm.boot (until the guest first spoke) and agent.connect (from
 // then to the end of the handshake). A guest that never spoke failed to boot.
-func (p *Provider) reportStart(ctx context.Context, spoke, booting time.Time, err error) {
+func (p *Provider) reportStart(ctx context.Context, spoke, booting time.Time, detail string, err error) {
 	now := time.Now()
-	boot := runtime.Phase{Name: runtime.PhaseBoot, Start: booting, Detail: p.opts.VMM.Name()}
+	boot := runtime.Phase{Name: runtime.PhaseBoot, Start: booting, Detail: strings.TrimSpace(p.opts.VMM.Name() + " " + detail)}
 	if spoke.IsZero() {
 		boot.Duration = now.Sub(booting)
 		if err != nil {
