@@ -34,6 +34,7 @@ type vmSettings struct {
 	accel        string
 	networkLog   string
 	agentVersion string
+	warm         string // --warm: auto or off (cmd_snapshot.go)
 	// console receives every VM's console lines (see consoleSink); nil drops them.
 	console func(stage, line string)
 }
@@ -46,6 +47,7 @@ func addVMFlags(fs *pflag.FlagSet) *vmSettings {
 	fs.StringVar(&s.initramfs, "initramfs", "", "guest initramfs (default $VOIDBOX_INITRAMFS, then the built image)")
 	addGuestImageFlags(fs, &s.guestSource)
 	fs.StringVar(&s.agentVersion, "agent-version", "", "claude-code version agent boxes run (default: the pinned one; installed on first use, see 'voidbox agent install')")
+	fs.StringVar(&s.warm, "warm", "auto", "start stages from a snapshot of a booted guest when their VM allows it: auto|off (see 'voidbox snapshot')")
 	fs.StringVar(&s.networkLog, "network-log", "", "append every egress decision of networked boxes to this file as JSON lines (- for stderr)")
 	return s
 }
@@ -57,6 +59,9 @@ func (vs vmSettings) validate() error {
 	case "auto", "cloud-hypervisor", "qemu":
 	default:
 		return usageErrorf("--vmm must be auto, cloud-hypervisor or qemu, got %q", vs.vmm)
+	}
+	if vs.warm != "auto" && vs.warm != "off" {
+		return usageErrorf("--warm must be auto or off, got %q", vs.warm)
 	}
 	accel, from := vs.accelChoice()
 	switch accel {
@@ -143,8 +148,12 @@ func openVM(ctx context.Context, vs vmSettings, netLog *slog.Logger, verbose boo
 			return nil, usageErrorf("--agent-version: %w", err)
 		}
 	}
+	warm, err := warmOptions(vs, warn)
+	if err != nil {
+		return nil, err
+	}
 	return vm.New(vm.Options{VMM: vmm, Kernel: img.Kernel, Initramfs: img.Initramfs, Network: network.Config{Log: netLog}, Images: store,
-		AgentVersion: vs.agentVersion, Console: vs.console})
+		AgentVersion: vs.agentVersion, Console: vs.console, Warm: warm})
 }
 
 // openNetworkLog opens --network-log: nil (no log) for "", stderr for "-", else the

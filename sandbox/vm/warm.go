@@ -260,3 +260,16 @@ func waitIdle(ctx context.Context, m runtime.Machine) error {
 		return ctx.Err()
 	}
 }
+
+// BuildSnapshotFor builds (or finds) the snapshot for a VM of memoryMB and vcpus with
+// this provider's guest image and VMM (`voidbox snapshot build`, benchmarks).
+func (p *Provider) BuildSnapshotFor(ctx context.Context, memoryMB, vcpus int) (*snapshot.Snapshot, error) {
+	if _, ok := p.opts.VMM.(runtime.Snapshotter); !ok || p.opts.Warm == nil {
+		return nil, fmt.Errorf("build snapshot: the VMM %s cannot save snapshots, or warm start is off", p.opts.VMM.Name())
+	}
+	key, err := p.snapshotKey(ctx, memoryMB, vcpus)
+	if err != nil {
+		return nil, err
+	}
+	return p.BuildSnapshot(ctx, key)
+}
