@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/voidbox/voidbox/runtime"
 )
@@ -45,14 +46,20 @@ func TestExecJSONPhasesLocal(t *testing.T) {
 	}
 }
 
-// The live view leaves phases to --verbose: one line per stage event, not per phase.
-func TestLiveViewSkipsPhases(t *testing.T) {
+// The live view leaves phases to --verbose, but for vm.boot: how the VM started.
+func TestLiveViewPhases(t *testing.T) {
 	var b strings.Builder
 	v := newLiveView(&b)
-	v.event(runtime.Event{Stage: "s", Kind: runtime.EventPhase, Phase: &runtime.Phase{Name: runtime.PhaseBoot}})
+	v.event(runtime.Event{Stage: "s", Kind: runtime.EventPhase, Phase: &runtime.Phase{Name: runtime.PhaseExec, Detail: "true"}})
 	if b.Len() != 0 {
-		t.Errorf("live view printed %q for a phase", b.String())
+		t.Errorf("live view printed %q for an exec phase", b.String())
 	}
+	v.event(runtime.Event{Stage: "s", Kind: runtime.EventPhase, Phase: &runtime.Phase{Name: runtime.PhaseBoot, Duration: 534 * time.Millisecond,
+		Detail: "qemu/tcg warm start from snapshot 0123456789ab"}})
+	if want := "vm.boot 534ms (qemu/tcg warm start from snapshot 0123456789ab)\n"; !strings.HasSuffix(b.String(), want) {
+		t.Errorf("live view printed %q for vm.boot, want a line ending %q", b.String(), want)
+	}
+	b.Reset()
 	v.event(runtime.Event{Stage: "s", Kind: runtime.EventStart, Attempt: 1})
 	if !strings.HasSuffix(b.String(), "start\n") {
 		t.Errorf("live view printed %q for a start, want a start line", b.String())

@@ -44,7 +44,10 @@ func stamp(d time.Duration) string {
 }
 
 // describeEvent is what the live view says about e after the stage name; "" for what
-// it leaves out: phases (--verbose logs them) and guest samples (the report draws them).
+// it leaves out: phases other than vm.boot (--verbose logs them all), guest samples
+// (the report draws them) and egress decisions (--network-log has them). vm.boot is
+// shown because it says how the VM started: warm from a snapshot, or a cold boot and
+// why.
 func describeEvent(e runtime.Event) string {
 	switch e.Kind {
 	case runtime.EventStart:
@@ -56,6 +59,18 @@ func describeEvent(e runtime.Event) string {
 		return fmt.Sprintf("retry after: %v", e.Err)
 	case runtime.EventSkip:
 		return "skipped"
+	case runtime.EventPhase:
+		if p := e.Phase; p != nil && p.Name == runtime.PhaseBoot {
+			what := "vm.boot " + textfmt.Duration(p.Duration)
+			if p.Detail != "" {
+				what += " (" + termsafe.Clean(p.Detail) + ")"
+			}
+			if p.Error != "" {
+				what += " failed"
+			}
+			return what
+		}
+		return ""
 	case runtime.EventTool:
 		if e.Tool == nil {
 			return "tool"

@@ -9,10 +9,11 @@ import (
 )
 
 // --verbose streams each VM's console, prefixed with its stage, and logs each phase
-// of the stage as it ends.
+// of the stage as it ends. (A cold boot: a warm start's console begins after the
+// kernel's boot.)
 func TestVMVerboseConsoleAndPhases(t *testing.T) {
 	prog := writeFile(t, t.TempDir(), "v.star", `pipeline = box(name = "talk", cmd = ["sh", "-c", "echo hi"])`+"\n")
-	r := voidbox(t, vmArgs(t, "--verbose", prog)...)
+	r := voidbox(t, vmArgs(t, "--verbose", "--warm", "off", prog)...)
 	if r.code != exitOK {
 		t.Fatalf("exit %d\nstderr: %s", r.code, r.stderr)
 	}
@@ -37,12 +38,29 @@ func TestVMVerboseConsoleAndPhases(t *testing.T) {
 	vmtest.WaitNoVMs(t, ownMarker(), 10*time.Second)
 }
 
-// Without --verbose nothing of the console reaches stderr.
-func TestVMQuietWithoutVerbose(t *testing.T) {
-	prog := writeFile(t, t.TempDir(), "q.star", `pipeline = box(name = "quiet", cmd = ["true"])`+"\n")
+// Without --verbose nothing of the console reaches stderr, and of the phases only the
+// live view's vm.boot line, which says how each VM started: warm from the snapshot, or
+// a cold boot and why.
+func TestVMLiveViewSaysWarmOrCold(t *testing.T) {
+	share := t.TempDir()
+	prog := writeFile(t, t.TempDir(), "q.star", `
+plain = box(name = "plain", cmd = ["true"])
+mounted = box(name = "mounted", cmd = ["ls", "/mnt/share"], mounts = [mount(host = "`+share+`", guest = "/mnt/share")])
+pipeline = pipe(plain, mounted)
+`)
 	r := voidbox(t, vmArgs(t, prog)...)
-	if r.code != exitOK || strings.Contains(r.stderr, "[vm:") || strings.Contains(r.stderr, "vm.boot") {
-		t.Fatalf("exit %d, stderr (want no console or phase lines):\n%s", r.code, r.stderr)
+	if r.code != exitOK || strings.Contains(r.stderr, "[vm:") || strings.Contains(r.stderr, "agent.connect") {
+		t.Fatalf("exit %d, stderr (want no console or phase log lines):\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"plain                vm.boot ",
+		"(qemu/tcg warm start from snapshot ",
+		"mounted              vm.boot ",
+		"(qemu/tcg cold boot: mounts need devices at boot)",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("live view lacks %q:\n%s", want, r.stderr)
+		}
 	}
 	vmtest.WaitNoVMs(t, ownMarker(), 10*time.Second)
 }
