@@ -46,6 +46,13 @@ type Server struct {
 	// OnVMMShutdown runs after vmm.shutdown has been answered; the real VMM
 	// exits there.
 	OnVMMShutdown func()
+	// OnRestore runs during vm.restore once the snapshot's files were read, with
+	// its config.json: it plays the VMM building the restored VM's devices (serial
+	// file, vsock socket), and an error fails the restore with a 500. It runs with
+	// the server locked: it must not call the Server's methods.
+	OnRestore func(config json.RawMessage) error
+	// OnResume runs when vm.resume succeeds, before the answer is sent.
+	OnResume func()
 
 	spec   *openapi3.T
 	router routers.Router
@@ -204,8 +211,9 @@ func (s *Server) checkResponse(ctx context.Context, in *openapi3filter.RequestVa
 }
 
 // dispatch is the VMM's state machine. Status codes follow the real server:
-// 404 when there is no VM, 500 for a second create or boot and for shutting
-// down a VM that is not running.
+// 404 when there is no VM, 500 for a second create or boot, for shutting
+// down a VM that is not running, and for a pause, resume, snapshot or restore
+// out of order (snapshot.go).
 func (s *Server) dispatch(call string, body []byte) reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -253,12 +261,20 @@ func (s *Server) dispatch(call string, body []byte) reply {
 		switch s.state {
 		case NotCreated:
 			return errReply(http.StatusNotFound, "Error from API", "The VM could not shutdown", "VM is not created")
-		case Running:
+		case Running, Paused:
 			s.state = Shutdown
 			return reply{status: http.StatusNoContent}
 		default:
 			return errReply(http.StatusInternalServerError, "Error from API", "The VM could not shutdown", "VM is not running")
 		}
+	case "PUT /vm.pause":
+		return s.pause()
+	case "PUT /vm.resume":
+		return s.resume()
+	case "PUT /vm.snapshot":
+		return s.snapshot(body)
+	case "PUT /vm.restore":
+		return s.restore(body)
 	}
 	return errReply(http.StatusInternalServerError, "Error from API", "fakechv does not implement "+call)
 }

@@ -54,12 +54,7 @@ const goodConfig = `{"cpus":{"boot_vcpus":1,"max_vcpus":1},"memory":{"size":2684
 
 func TestStateMachine(t *testing.T) {
 	s, violations := newTestServer(t)
-	steps := []struct {
-		method, endpoint, body string
-		status                 int
-		lastMsg                string
-		state                  State
-	}{
+	steps := []step{
 		{"GET", "/vm.info", "", 404, "VM is not created", NotCreated},
 		{"PUT", "/vm.boot", "", 404, "VM is not created", NotCreated},
 		{"PUT", "/vm.shutdown", "", 404, "VM is not created", NotCreated},
@@ -75,18 +70,7 @@ func TestStateMachine(t *testing.T) {
 		{"PUT", "/vm.shutdown", "", 500, "VM is not running", Shutdown},
 		{"PUT", "/vmm.shutdown", "", 204, "", Shutdown},
 	}
-	for i, st := range steps {
-		code, chain := do(t, s, st.method, st.endpoint, st.body)
-		if code != st.status {
-			t.Fatalf("step %d %s %s: status %d, want %d (%q)", i, st.method, st.endpoint, code, st.status, chain)
-		}
-		if st.lastMsg != "" && (len(chain) == 0 || chain[len(chain)-1] != st.lastMsg) {
-			t.Fatalf("step %d %s %s: chain %q, want it to end with %q", i, st.method, st.endpoint, chain, st.lastMsg)
-		}
-		if got := s.State(); got != st.state {
-			t.Fatalf("step %d %s %s: state %q, want %q", i, st.method, st.endpoint, got, st.state)
-		}
-	}
+	runSteps(t, s, steps)
 	if len(*violations) != 0 {
 		t.Fatalf("valid traffic flagged: %v", *violations)
 	}
