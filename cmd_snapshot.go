@@ -115,14 +115,14 @@ func runSnapshotList(args []string, env *cliEnv) int {
 		return exitFailed
 	}
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tMEMORY\tVCPUS\tVMM\tSIZE\tCREATED")
+	fmt.Fprintln(tw, "ID\tMEMORY\tVCPUS\tVMM\tSIZE\tDISK\tCREATED")
 	for _, e := range list {
 		if e.Err != nil {
-			fmt.Fprintf(tw, "%s\t-\t-\tunreadable: %v\t-\t-\n", e.ID, e.Err)
+			fmt.Fprintf(tw, "%s\t-\t-\tunreadable: %v\t-\t%s\t-\n", e.ID, e.Err, humanSize(e.Disk))
 			continue
 		}
 		k := e.Meta.Key
-		fmt.Fprintf(tw, "%s\t%d MiB\t%d\t%s\t%s\t%s\n", e.ID, k.MemoryMB, k.VCPUs, k.VMM, humanSize(e.Meta.Size()), e.Meta.Created.Local().Format("2006-01-02 15:04:05"))
+		fmt.Fprintf(tw, "%s\t%d MiB\t%d\t%s\t%s\t%s\t%s\n", e.ID, k.MemoryMB, k.VCPUs, k.VMM, humanSize(e.Meta.Size()), humanSize(e.Disk), e.Meta.Created.Local().Format("2006-01-02 15:04:05"))
 	}
 	tw.Flush()
 	return exitOK

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -313,6 +314,9 @@ type Entry struct {
 	ID   string
 	Meta Meta
 	Err  error
+	// Disk is the space its files take on disk: the memory file is sparse, so this is
+	// far below Meta.Size() (the guest memory the snapshot stands for).
+	Disk int64
 }
 
 // List returns the store's snapshots by ID, without verifying checksums (Load does).
@@ -327,9 +331,29 @@ func (s *Store) List() ([]Entry, error) {
 			continue
 		}
 		m, err := readMeta(s.path(e.Name()))
-		out = append(out, Entry{ID: e.Name(), Meta: m, Err: err})
+		out = append(out, Entry{ID: e.Name(), Meta: m, Err: err, Disk: diskUsage(s.path(e.Name()))})
 	}
 	return out, nil
+}
+
+// diskUsage is the space the regular files directly in dir take on disk (allocated
+// blocks, not their apparent sizes).
+func diskUsage(dir string) int64 {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			n += st.Blocks * 512
+		}
+	}
+	return n
 }
 
 // Remove deletes the snapshot id, waiting for a build of it to end.

@@ -104,6 +104,10 @@ func TestBuildLoadRoundTripAndModes(t *testing.T) {
 	if err != nil || len(list) != 1 || list[0].ID != k.ID() || list[0].Err != nil {
 		t.Fatalf("List = %+v, %v; want the one snapshot", list, err)
 	}
+	// The 8 MiB memory file has one page written: the snapshot takes a few KiB.
+	if d := list[0].Disk; d <= 0 || d >= 1<<20 || d >= list[0].Meta.Size() {
+		t.Errorf("List Disk = %d bytes for a %d-byte snapshot with one written page, want its allocated blocks", d, list[0].Meta.Size())
+	}
 	if err := s.Remove(context.Background(), k.ID()); err != nil {
 		t.Fatal(err)
 	}
