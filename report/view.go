@@ -54,7 +54,7 @@ type row struct {
 	Phases         []bar   // strips under the attempt bars: start-up and exec phases
 	PhaseY         float64 // where the strips are drawn
 	Note           string  // said in the row when it has no bar
-	Shade          bool   // every other row has a background, to follow a row across
+	Shade          bool    // every other row has a background, to follow a row across
 }
 
 type bar struct {
