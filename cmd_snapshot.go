@@ -6,6 +6,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/voidbox/voidbox/internal/digest"
 	"github.com/voidbox/voidbox/sandbox/vm"
 	"github.com/voidbox/voidbox/snapshot"
 )
@@ -13,6 +14,7 @@ import (
 const snapshotUsage = `Usage: voidbox snapshot build [--memory MB] [--vcpus N] [VM flags]
        voidbox snapshot ls
        voidbox snapshot rm ID...|--all
+       voidbox snapshot prune [VM flags]
 
 Manage the warm-start snapshots (~/.voidbox/snapshots): guests booted to the agent's
 idle point, one per guest image, memory size, vCPU count and VMM. With --warm=auto (the
@@ -20,7 +22,9 @@ default) a stage whose VM has no disks, mounts, network or forwards starts from 
 snapshot of its size, which the first such stage builds when it is missing.
 build: make (or keep) the snapshot for a VM of this size now.
 ls: the snapshots, their sizes and what they are for.
-rm: delete snapshots by ID, or all of them.`
+rm: delete snapshots by ID, or all of them.
+prune: delete the snapshots of other guest images than the one a run would use now
+(left behind by 'voidbox guest build'), and unreadable ones.`
 
 // snapshotDir is where the store lives; tests point it elsewhere.
 var snapshotDir = snapshot.DefaultDir
@@ -30,7 +34,7 @@ func init() {
 }
 
 func runSnapshot(args []string, env *cliEnv) int {
-	sub := map[string]func([]string, *cliEnv) int{"build": runSnapshotBuild, "ls": runSnapshotList, "rm": runSnapshotRemove}
+	sub := map[string]func([]string, *cliEnv) int{"build": runSnapshotBuild, "ls": runSnapshotList, "rm": runSnapshotRemove, "prune": runSnapshotPrune}
 	if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
 		fmt.Fprintln(env.stdout, snapshotUsage)
 		return exitOK
@@ -40,7 +44,7 @@ func runSnapshot(args []string, env *cliEnv) int {
 		if len(args) > 0 {
 			got = fmt.Sprintf("%q", args[0])
 		}
-		fmt.Fprintf(env.stderr, "voidbox snapshot: want a subcommand: build, ls or rm (got %s)\nRun 'voidbox snapshot --help' for usage.\n", got)
+		fmt.Fprintf(env.stderr, "voidbox snapshot: want a subcommand: build, ls, rm or prune (got %s)\nRun 'voidbox snapshot --help' for usage.\n", got)
 		return exitUsage
 	}
 	return sub[args[0]](args[1:], env)
@@ -126,6 +130,61 @@ func runSnapshotList(args []string, env *cliEnv) int {
 	}
 	tw.Flush()
 	return exitOK
+}
+
+func runSnapshotPrune(args []string, env *cliEnv) int {
+	fs := newFlagSet("snapshot prune", "", "Delete the snapshots of other guest images than the current one.", env)
+	vs := addVMFlags(fs)
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	ctx, _, stop := runContext(0, cancelSignals...)
+	defer stop()
+	img, _, err := resolveGuest(ctx, vs.guestSource, env.stderr)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "voidbox snapshot prune: which guest image is current: %v\n", err)
+		return exitCodeFor(err)
+	}
+	kernel, err := digest.File(img.Kernel)
+	if err == nil {
+		var initramfs string
+		if initramfs, err = digest.File(img.Initramfs); err == nil {
+			err = pruneSnapshots(ctx, kernel, initramfs, env)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(env.stderr, "voidbox snapshot prune: %v\n", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// pruneSnapshots removes every snapshot not of the guest image with these digests.
+func pruneSnapshots(ctx context.Context, kernel, initramfs string, env *cliEnv) error {
+	store, err := openSnapshotStore()
+	if err != nil {
+		return err
+	}
+	list, err := store.List()
+	if err != nil {
+		return err
+	}
+	for _, e := range list {
+		why := ""
+		switch {
+		case e.Err != nil:
+			why = "unreadable"
+		case e.Meta.Key.KernelSHA256 != kernel || e.Meta.Key.InitramfsSHA256 != initramfs:
+			why = "another guest image"
+		default:
+			continue
+		}
+		if err := store.Remove(ctx, e.ID); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "removed %s (%s, %s)\n", e.ID, why, humanSize(e.Disk))
+	}
+	return nil
 }
 
 func runSnapshotRemove(args []string, env *cliEnv) int {

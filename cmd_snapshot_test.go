@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/voidbox/voidbox/internal/digest"
 	"github.com/voidbox/voidbox/snapshot"
 )
 
@@ -67,7 +68,7 @@ func TestSnapshotUsageErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"snapshot"}, exitUsage, "want a subcommand: build, ls or rm"},
+		{[]string{"snapshot"}, exitUsage, "want a subcommand: build, ls, rm or prune"},
 		{[]string{"snapshot", "rm"}, exitUsage, "give snapshot IDs"},
 		{[]string{"snapshot", "rm", "../etc"}, exitUsage, `snapshot id "../etc"`},
 		{[]string{"snapshot", "build", "--memory", "32"}, exitUsage, "--memory must be 64 to 65536"},
@@ -77,5 +78,33 @@ func TestSnapshotUsageErrors(t *testing.T) {
 		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("voidbox %v = %d %q; want %d and %q", tc.args, r.code, r.stderr, tc.code, tc.want)
 		}
+	}
+}
+
+// prune keeps the snapshots of the guest image a run would use (here --kernel and
+// --initramfs) and removes the others.
+func TestSnapshotPrune(t *testing.T) {
+	s := tempSnapshots(t)
+	dir := t.TempDir()
+	kernel, initramfs := writeFile(t, dir, "kernel", "a kernel"), writeFile(t, dir, "initramfs", "an initramfs")
+	ksum, _ := digest.File(kernel)
+	isum, _ := digest.File(initramfs)
+	current := snapshot.Key{KernelSHA256: ksum, InitramfsSHA256: isum, MemoryMB: 256, VCPUs: 1, VMM: "qemu/tcg test"}
+	keep, err := s.Build(context.Background(), current, func(_ context.Context, dir string) (string, error) {
+		return "secret", os.WriteFile(filepath.Join(dir, "state"), []byte("state"), 0o600)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := addSnapshot(t, s, 512) // another image's digests
+	r := voidbox(t, "snapshot", "prune", "--kernel", kernel, "--initramfs", initramfs)
+	if r.code != exitOK || !strings.Contains(r.stdout, "removed "+old+" (another guest image") || strings.Contains(r.stdout, keep.Meta.ID) {
+		t.Fatalf("snapshot prune = %d %q %q; want %s removed and %s kept", r.code, r.stdout, r.stderr, old, keep.Meta.ID)
+	}
+	if list, _ := s.List(); len(list) != 1 || list[0].ID != keep.Meta.ID {
+		t.Fatalf("snapshots after prune: %+v, want only %s", list, keep.Meta.ID)
+	}
+	if r := voidbox(t, "snapshot", "prune", "--kernel", filepath.Join(dir, "missing")); r.code == exitOK || !strings.Contains(r.stderr, "missing") {
+		t.Fatalf("prune with a missing kernel = %d %q, want an error naming it", r.code, r.stderr)
 	}
 }
