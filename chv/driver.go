@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/voidbox/voidbox/runtime"
@@ -33,6 +34,9 @@ type Options struct {
 // Driver boots microVMs under Cloud Hypervisor. It implements runtime.VMM.
 type Driver struct {
 	opts Options
+
+	versionMu sync.Mutex
+	version   string // cloud-hypervisor --version's, once asked (SnapshotID)
 }
 
 var _ runtime.VMM = (*Driver)(nil)
@@ -96,19 +100,9 @@ func (d *Driver) boot(ctx context.Context, cfg runtime.VMConfig) (*machine, erro
 	if err != nil {
 		return nil, err
 	}
-	paths, err := pathsIn(cfg.StateDir)
+	bin, paths, err := d.prepare(cfg)
 	if err != nil {
 		return nil, err
-	}
-	bin, err := lookBinary(d.opts.Binary)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(paths.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("chv: vm %s: state dir: %w", cfg.Name, err)
-	}
-	if err := makePrivate(paths.Dir); err != nil {
-		return nil, fmt.Errorf("chv: vm %s: %w", cfg.Name, err)
 	}
 	m := newMachine(cfg.Name, paths)
 	m.consoleLine = cfg.ConsoleLine
@@ -123,9 +117,7 @@ func (d *Driver) boot(ctx context.Context, cfg runtime.VMConfig) (*machine, erro
 	if err != nil {
 		return nil, fmt.Errorf("boot %s under cloud-hypervisor: %w", cfg.Name, err)
 	}
-	for _, f := range []string{paths.API, paths.Vsock, paths.netLink()} {
-		os.Remove(f) // stale sockets from an earlier VM in a reused dir
-	}
+	removeStale(paths)
 	if cfg.NetworkSocket != "" {
 		// The guest's forwarder connects to host port NetPort, which Cloud
 		// Hypervisor turns into a connect to vsock.sock_<port>: a symlink there
@@ -134,24 +126,8 @@ func (d *Driver) boot(ctx context.Context, cfg runtime.VMConfig) (*machine, erro
 			return nil, fmt.Errorf("boot %s under cloud-hypervisor: network: %w", cfg.Name, err)
 		}
 	}
-	p, err := startProc("cloud-hypervisor", bin, vmmArgs(paths, d.opts.Verbose), paths.Log)
-	if err != nil {
-		return nil, fmt.Errorf("boot %s under cloud-hypervisor: %w", cfg.Name, err)
-	}
-	m.start(p)
-	procs := []*proc{p}
-	for _, v := range m.fsd {
-		procs = append(procs, v.p)
-	}
-	if err := writePids(paths.Dir, procs); err != nil {
-		return nil, m.bootErr("start", err)
-	}
-
-	sctx, cancel := context.WithTimeout(ctx, d.opts.SocketTimeout)
-	_, err = m.api.waitPing(sctx, p.done)
-	cancel()
-	if err != nil {
-		return nil, m.bootErr("wait for the API socket", err)
+	if err := d.startVMM(ctx, m, bin); err != nil {
+		return nil, err
 	}
 	vc := buildVMConfig(cfg, paths, nextCID(), shares)
 	if err := m.api.put(ctx, "vm.create", vc); err != nil {
@@ -160,15 +136,74 @@ func (d *Driver) boot(ctx context.Context, cfg runtime.VMConfig) (*machine, erro
 	if err := m.api.put(ctx, "vm.boot", nil); err != nil {
 		return nil, m.bootErr("boot", err)
 	}
-	info, err := m.api.info(ctx)
-	if err != nil {
-		return nil, m.bootErr("check state", err)
-	}
-	if info.State != "Running" {
-		return nil, m.bootErr("check state", fmt.Errorf("vm.info says the VM is %q after vm.boot, want \"Running\"", info.State))
+	if err := m.checkRunning(ctx, "vm.boot"); err != nil {
+		return nil, err
 	}
 	booted = true
 	return m, nil
+}
+
+// checkRunning asks vm.info whether the VM runs after the call named after.
+func (m *machine) checkRunning(ctx context.Context, after string) error {
+	info, err := m.api.info(ctx)
+	if err != nil {
+		return m.bootErr("check state", err)
+	}
+	if info.State != "Running" {
+		return m.bootErr("check state", fmt.Errorf("vm.info says the VM is %q after %s, want \"Running\"", info.State, after))
+	}
+	return nil
+}
+
+// prepare finds the binary and makes the VM's private state directory.
+func (d *Driver) prepare(cfg runtime.VMConfig) (string, vmPaths, error) {
+	paths, err := pathsIn(cfg.StateDir)
+	if err != nil {
+		return "", vmPaths{}, err
+	}
+	bin, err := lookBinary(d.opts.Binary)
+	if err != nil {
+		return "", vmPaths{}, err
+	}
+	if err := os.MkdirAll(paths.Dir, 0o700); err != nil {
+		return "", vmPaths{}, fmt.Errorf("chv: vm %s: state dir: %w", cfg.Name, err)
+	}
+	if err := makePrivate(paths.Dir); err != nil {
+		return "", vmPaths{}, fmt.Errorf("chv: vm %s: %w", cfg.Name, err)
+	}
+	return bin, paths, nil
+}
+
+// removeStale removes sockets an earlier VM left in a reused state dir.
+func removeStale(paths vmPaths) {
+	for _, f := range []string{paths.API, paths.Vsock, paths.netLink()} {
+		os.Remove(f)
+	}
+}
+
+// startVMM starts cloud-hypervisor for m, records its pids (and its virtiofsd
+// daemons') for vmstate.Sweep, and waits until its API socket answers. On failure
+// the caller aborts m, which stops what was started.
+func (d *Driver) startVMM(ctx context.Context, m *machine, bin string) error {
+	p, err := startProc("cloud-hypervisor", bin, vmmArgs(m.paths, d.opts.Verbose), m.paths.Log)
+	if err != nil {
+		return fmt.Errorf("%s %s under cloud-hypervisor: %w", m.action(), m.name, err)
+	}
+	m.start(p)
+	procs := []*proc{p}
+	for _, v := range m.fsd {
+		procs = append(procs, v.p)
+	}
+	if err := writePids(m.paths.Dir, procs); err != nil {
+		return m.bootErr("start", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, d.opts.SocketTimeout)
+	_, err = m.api.waitPing(sctx, p.done)
+	cancel()
+	if err != nil {
+		return m.bootErr("wait for the API socket", err)
+	}
+	return nil
 }
 
 func (d *Driver) startShares(ctx context.Context, m *machine, cfg runtime.VMConfig) ([]fsShare, error) {
@@ -202,5 +237,5 @@ func (m *machine) bootErr(step string, err error) error {
 	if errors.As(err, &apiErr) && apiErr.Status == 400 {
 		detail = "" // a rejected config is the whole story
 	}
-	return fmt.Errorf("boot %s under cloud-hypervisor: %s: %w%s", m.name, step, err, detail)
+	return fmt.Errorf("%s %s under cloud-hypervisor: %s: %w%s", m.action(), m.name, step, err, detail)
 }

@@ -25,6 +25,10 @@ type machine struct {
 	fsd   []*virtiofsd // one per share
 	// consoleLine, when set, gets the console file's lines as capConsole finds them.
 	consoleLine func(string)
+	// restored is set for a VM started by Restore, snapDir for one started by
+	// SnapshotBoot (the directory SaveSnapshot must save it into).
+	restored bool
+	snapDir  string
 
 	stopping atomic.Bool   // set when voidbox ends the VM, so an exit is expected
 	flooded  atomic.Bool   // set when the guest's console outgrew ConsoleLimit
@@ -38,6 +42,14 @@ var _ runtime.Machine = (*machine)(nil)
 
 func newMachine(name string, p vmPaths) *machine {
 	return &machine{name: name, paths: p, api: newClient(p.API), done: make(chan struct{})}
+}
+
+// action is what starting the VM is called in errors.
+func (m *machine) action() string {
+	if m.restored {
+		return "restore"
+	}
+	return "boot"
 }
 
 // ConsoleLimit caps the serial console file Cloud Hypervisor writes: the guest

@@ -61,6 +61,13 @@ func argValue(args []string, flag string) string {
 }
 
 func fakeVMM(mode string, args []string) int {
+	if len(args) == 1 && args[0] == "--version" {
+		// cloud-hypervisor/src/main.rs: the binary's name and BUILD_VERSION, then
+		// the migration protocol versions.
+		fmt.Println("cloud-hypervisor v53.0-fake")
+		fmt.Println("Migration Protocol Versions: 1.0")
+		return 0
+	}
 	api := argValue(args, "--api-socket")
 	if api == "" {
 		fmt.Fprintln(os.Stderr, "fake cloud-hypervisor: no --api-socket path=")
@@ -103,6 +110,8 @@ func fakeVMM(mode string, args []string) int {
 		}
 	}
 	srv.OnBoot = func(raw json.RawMessage) { fakeGuest(mode, srv, raw) }
+	restored := &fakeRestored{}
+	srv.OnRestore, srv.OnResume = restored.restore, restored.resume
 	os.Remove(api)
 	l, err := net.Listen("unix", api)
 	if err != nil {
@@ -123,10 +132,6 @@ func fakeGuest(mode string, srv *fakechv.Server, raw json.RawMessage) {
 	json.Unmarshal(raw, &cfg)
 	os.WriteFile(cfg.Serial.File, []byte("[    0.000000] Linux version fake\nfake guest booted\n"), 0o600)
 	mux := fakechv.NewMuxer()
-	echo := func(c net.Conn) {
-		defer c.Close()
-		io.Copy(c, c)
-	}
 	switch mode {
 	case "console-flood":
 		mux.Handle(AgentPort, echo)
@@ -169,4 +174,49 @@ func fakeGuest(mode string, srv *fakechv.Server, raw json.RawMessage) {
 		return
 	}
 	go mux.Serve(l)
+}
+
+// echo is the fake guest agent: it sends back what it reads.
+func echo(c net.Conn) {
+	defer c.Close()
+	io.Copy(c, c)
+}
+
+// fakeRestored plays the VM a vm.restore builds from its config.json: its serial
+// file is created anew and its vsock socket bound (one in use fails the restore, as
+// the real bind would); its agent answers once vm.resume ran.
+type fakeRestored struct {
+	mux     *fakechv.Muxer
+	console string
+}
+
+func (r *fakeRestored) restore(raw json.RawMessage) error {
+	var cfg struct {
+		Serial struct{ File string }
+		Vsock  struct{ Socket string }
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return err
+	}
+	if err := os.WriteFile(cfg.Serial.File, []byte("fake guest restored\n"), 0o600); err != nil {
+		return err
+	}
+	l, err := net.Listen("unix", cfg.Vsock.Socket)
+	if err != nil {
+		return err
+	}
+	r.mux, r.console = fakechv.NewMuxer(), cfg.Serial.File
+	go r.mux.Serve(l)
+	return nil
+}
+
+func (r *fakeRestored) resume() {
+	if r.mux == nil {
+		return // a booted VM resumed after a pause: its guest runs on
+	}
+	r.mux.Handle(AgentPort, echo)
+	if f, err := os.OpenFile(r.console, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+		f.WriteString("fake guest resumed\n")
+		f.Close()
+	}
 }
