@@ -34,26 +34,9 @@ func TestKVMUsable(t *testing.T) {
 // the guest agent must answer on its vsock port, and shutdown must leave no
 // process or socket behind.
 func TestEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs a real VM boot; run without -short")
-	}
-	bin, err := Available()
-	if err != nil {
-		t.Skipf("cloud-hypervisor binary not on PATH: %v", err)
-	}
-	if err := KVMUsable(); err != nil {
-		t.Skipf("KVM not usable here: %v", err)
-	}
-	img, err := guestimage.Resolve("", "")
-	if err != nil {
-		t.Fatalf("cloud-hypervisor and KVM are here but the guest image is not: %v", err)
-	}
-	d := New(Options{Binary: bin})
+	d, img := realDriver(t)
 	ctx, cancel := context.WithTimeout(context.Background(), runtime.BootTimeout)
 	defer cancel()
-	if ok, detail := d.ProbeBoot(ctx, img.Kernel, img.Initramfs); !ok {
-		t.Skipf("KVM not usable here: probe boot under %s failed: %s", bin, detail)
-	}
 	dir, err := os.MkdirTemp("", "chv-e2e-")
 	if err != nil {
 		t.Fatal(err)
@@ -80,4 +63,31 @@ func TestEndToEnd(t *testing.T) {
 	if err := syscall.Kill(m.p.cmd.Process.Pid, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("cloud-hypervisor still exists after Shutdown")
 	}
+}
+
+// realDriver is the driver for a real Cloud Hypervisor and the guest image, or skips
+// the test saying what the machine lacks (a -short run, the binary, a working KVM).
+func realDriver(t *testing.T) (*Driver, guestimage.Image) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a real VM boot; run without -short")
+	}
+	bin, err := Available()
+	if err != nil {
+		t.Skipf("cloud-hypervisor binary not on PATH: %v", err)
+	}
+	if err := KVMUsable(); err != nil {
+		t.Skipf("KVM not usable here: %v", err)
+	}
+	img, err := guestimage.Resolve("", "")
+	if err != nil {
+		t.Fatalf("cloud-hypervisor and KVM are here but the guest image is not: %v", err)
+	}
+	d := New(Options{Binary: bin})
+	ctx, cancel := context.WithTimeout(context.Background(), runtime.BootTimeout)
+	defer cancel()
+	if ok, detail := d.ProbeBoot(ctx, img.Kernel, img.Initramfs); !ok {
+		t.Skipf("KVM not usable here: probe boot under %s failed: %s", bin, detail)
+	}
+	return d, img
 }
