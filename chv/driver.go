@@ -95,7 +95,8 @@ func (d *Driver) Boot(ctx context.Context, cfg runtime.VMConfig) (runtime.Machin
 	return d.boot(ctx, cfg)
 }
 
-func (d *Driver) boot(ctx context.Context, cfg runtime.VMConfig) (*machine, error) {
+// boot boots cfg; setup, if given, completes the machine before anything starts.
+func (d *Driver) boot(ctx context.Context, cfg runtime.VMConfig, setup ...func(*machine)) (*machine, error) {
 	cfg, err := checkConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -106,6 +107,9 @@ func (d *Driver) boot(ctx context.Context, cfg runtime.VMConfig) (*machine, erro
 	}
 	m := newMachine(cfg.Name, paths)
 	m.consoleLine = cfg.ConsoleLine
+	for _, f := range setup {
+		f(m)
+	}
 	booted := false
 	defer func() {
 		if !booted {

@@ -29,13 +29,17 @@ type machine struct {
 	// SnapshotBoot (the directory SaveSnapshot must save it into).
 	restored bool
 	snapDir  string
+	// ownDir is a state dir the driver made itself (a snapshot boot given none),
+	// removed with the VM.
+	ownDir string
 
-	stopping atomic.Bool   // set when voidbox ends the VM, so an exit is expected
-	flooded  atomic.Bool   // set when the guest's console outgrew ConsoleLimit
-	done     chan struct{} // closed after exit and cleanup
-	mu       sync.Mutex
-	err      error
-	cleanup  sync.Once
+	consoleLimit int64         // ConsoleLimit when the VM started
+	stopping     atomic.Bool   // set when voidbox ends the VM, so an exit is expected
+	flooded      atomic.Bool   // set when the guest's console outgrew ConsoleLimit
+	done         chan struct{} // closed after exit and cleanup
+	mu           sync.Mutex
+	err          error
+	cleanup      sync.Once
 }
 
 var _ runtime.Machine = (*machine)(nil)
@@ -64,6 +68,8 @@ const consolePoll = 250 * time.Millisecond
 // start adopts the VMM process and watches for its exit and its console's size.
 func (m *machine) start(p *proc) {
 	m.p = p
+	// Read here, not in the goroutines: a test changes the knob between VMs.
+	m.consoleLimit = ConsoleLimit
 	go m.watch()
 	go m.capConsole()
 }
@@ -83,7 +89,7 @@ func (m *machine) capConsole() {
 		case <-m.done:
 			return
 		case <-tick.C:
-			if st, err := os.Lstat(m.paths.Console); err == nil && st.Size() > ConsoleLimit {
+			if st, err := os.Lstat(m.paths.Console); err == nil && st.Size() > m.consoleLimit {
 				m.flooded.Store(true)
 				m.p.kill()
 				return
@@ -129,7 +135,7 @@ func (m *machine) watch() {
 	<-m.p.done
 	var err error
 	if m.flooded.Load() {
-		err = fmt.Errorf("chv: vm %s: stopped: the guest's console passed %d bytes (the cap on what a guest may write to the host's disk)%s", m.name, ConsoleLimit, quoteTail("console", m.paths.Console, 1024))
+		err = fmt.Errorf("chv: vm %s: stopped: the guest's console passed %d bytes (the cap on what a guest may write to the host's disk)%s", m.name, m.consoleLimit, quoteTail("console", m.paths.Console, 1024))
 	} else if !m.stopping.Load() && m.p.waitErr != nil {
 		err = fmt.Errorf("chv: vm %s: cloud-hypervisor exited unexpectedly (%s)%s%s", m.name,
 			describeExit(m.p.waitErr), quoteTail("vmm.log", m.paths.Log, 2048), quoteTail("console", m.paths.Console, 2048))
@@ -151,6 +157,9 @@ func (m *machine) release() {
 		guest, _ := filepath.Glob(m.paths.Vsock + "_*")
 		for _, f := range append([]string{m.paths.API, m.paths.API + ".lock", m.paths.Vsock}, guest...) {
 			os.Remove(f)
+		}
+		if m.ownDir != "" {
+			os.RemoveAll(m.ownDir)
 		}
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -158,24 +159,36 @@ func checkSnapshotConfig(cfg runtime.VMConfig) error {
 
 // SnapshotBoot implements runtime.Snapshotter: a Boot without shares, disks or
 // network (serial file, vsock and rng, as every VM has), whose state directory is
-// recorded in dir/voidbox-chv.json for Restore's rewrite of config.json.
+// recorded in dir/voidbox-chv.json for Restore's rewrite of config.json. Without a
+// cfg.StateDir (sandbox/vm builds snapshots with none) the VM gets a state dir of its
+// own, removed with it.
 func (d *Driver) SnapshotBoot(ctx context.Context, cfg runtime.VMConfig, dir string) (runtime.Machine, error) {
 	if err := checkSnapshotConfig(cfg); err != nil {
 		return nil, err
 	}
-	stateDir, err := filepath.Abs(cfg.StateDir)
-	if err != nil || cfg.StateDir == "" {
-		return nil, fmt.Errorf("chv: snapshot boot %s: VMConfig.StateDir %q: want a private directory for sockets and logs (%v)", cfg.Name, cfg.StateDir, err)
+	own := ""
+	if cfg.StateDir == "" {
+		var err error
+		if own, err = vmstate.NewDir(); err != nil {
+			return nil, fmt.Errorf("chv: snapshot boot %s: %w", cfg.Name, err)
+		}
+		cfg.StateDir = own
 	}
-	cfg.StateDir = stateDir
-	if err := writeJSONFile(filepath.Join(dir, snapMetaFile), snapMeta{Format: snapMetaFormat, StateDir: stateDir}); err != nil {
+	stateDir, err := filepath.Abs(cfg.StateDir)
+	if err == nil {
+		cfg.StateDir = stateDir
+		err = writeJSONFile(filepath.Join(dir, snapMetaFile), snapMeta{Format: snapMetaFormat, StateDir: stateDir})
+	}
+	var m *machine
+	if err == nil {
+		m, err = d.boot(ctx, cfg, func(m *machine) { m.snapDir, m.ownDir = dir, own })
+	}
+	if err != nil {
+		if own != "" {
+			os.RemoveAll(own)
+		}
 		return nil, fmt.Errorf("chv: snapshot boot %s: %w", cfg.Name, err)
 	}
-	m, err := d.boot(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	m.snapDir = dir
 	return m, nil
 }
 

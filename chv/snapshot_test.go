@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/voidbox/voidbox/chv/internal/fakechv"
+	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/runtime"
 )
 
@@ -390,10 +391,11 @@ func TestSaveSnapshotErrors(t *testing.T) {
 	}
 }
 
-// A snapshot config as the fake writes it, and the paths of the VM it came from.
+// A snapshot config as Cloud Hypervisor writes it (its serde output: flattened
+// sections, null for every unset option), and the paths of the VM it came from.
 const sampleConfig = `{"cpus":{"boot_vcpus":2,"max_vcpus":2},"memory":{"size":268435456,"shared":false,"thp":true},
- "payload":{"kernel":"/old/vmlinuz","initramfs":"/old/initrd","cmdline":"console=ttyS0 x"},"rng":{"src":"/dev/urandom"},
- "serial":{"mode":"File","file":"/tmp/voidbox-1-a/console.log"},"console":{"mode":"Off"},
+ "payload":{"firmware":null,"kernel":"/old/vmlinuz","initramfs":"/old/initrd","cmdline":"console=ttyS0 x","igvm":null},"rng":{"src":"/dev/urandom"},
+ "serial":{"mode":"File","file":"/tmp/voidbox-1-a/console.log","socket":null},"console":{"mode":"Off","file":null,"iommu":false,"socket":null},
  "vsock":{"cid":18446744073709551,"socket":"/tmp/voidbox-1-a/vsock.sock"},"extra":["/tmp/voidbox-1-a","/tmp/voidbox-1-ab/x","<&>"]}`
 
 func TestRewriteConfig(t *testing.T) {
@@ -420,6 +422,8 @@ func TestRewriteConfig(t *testing.T) {
 		"payload.cmdline":   "console=ttyS0 x",
 		"vsock.cid":         json.Number("18446744073709551"),
 		"memory.thp":        true,
+		"payload.firmware":  nil,
+		"serial.socket":     nil,
 	}
 	for k, want := range checks {
 		section, name, _ := strings.Cut(k, ".")
@@ -428,6 +432,9 @@ func TestRewriteConfig(t *testing.T) {
 		}
 	}
 	// The dir itself is rewritten; a sibling whose name merely starts the same is not.
+	if _, ok := got["payload"].(map[string]any)["igvm"]; !ok {
+		t.Error("payload.igvm (null) was dropped; fields voidbox does not know must stay")
+	}
 	if extra := got["extra"].([]any); extra[0] != "/run/new" || extra[1] != "/tmp/voidbox-1-ab/x" || extra[2] != "<&>" {
 		t.Errorf("extra = %q", extra)
 	}
@@ -512,4 +519,38 @@ func TestReadBounded(t *testing.T) {
 	if _, err := readBounded(filepath.Join(dir, "none"), 9); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing: %v", err)
 	}
+}
+
+// sandbox/vm builds snapshots with no StateDir: the snapshot VM gets a state dir of
+// its own, gone with it, and what it saved restores as any snapshot.
+func TestSnapshotBootWithoutStateDir(t *testing.T) {
+	d := fakeDriver(t, "normal")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	cfg := testConfig(t)
+	cfg.StateDir = ""
+	rm, err := d.SnapshotBoot(ctx, cfg, dir)
+	if err != nil {
+		t.Fatalf("snapshot boot without a state dir: %v", err)
+	}
+	m := rm.(*machine)
+	if !strings.HasPrefix(filepath.Base(m.paths.Dir), vmstate.Prefix(os.Getpid())) {
+		t.Errorf("state dir %s is not one vmstate.Sweep would find after a crash", m.paths.Dir)
+	}
+	if err := d.SaveSnapshot(ctx, m, dir); err != nil {
+		t.Fatal(err)
+	}
+	checkGone(t, m)
+	if _, err := os.Stat(m.paths.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the snapshot VM's own state dir remains: %v", err)
+	}
+	restored, err := d.Restore(ctx, restoreConfigFor(t), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restored.Kill(); err != nil {
+		t.Error(err)
+	}
+	checkGone(t, restored.(*machine))
 }
