@@ -38,6 +38,7 @@ func main() {
 	c := newConsole()
 	if err := run(c); err != nil {
 		c.logf("fatal: %v", err)
+		c.endBatch()
 	}
 	powerOff(c)
 }
@@ -128,6 +129,7 @@ const shutdownGrace = 2 * time.Second
 // powerOff syncs filesystems and powers the VM off; as PID 1 it never returns.
 func powerOff(c *console) {
 	c.logf("powering off")
+	c.endBatch()
 	unix.Sync()
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
 		c.logf("power off: %v", err)

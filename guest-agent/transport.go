@@ -77,10 +77,12 @@ func serveTransport(ctx context.Context, c *console, srv *agent.Server) error {
 	for {
 		if port, ok := findSerialPort(); ok {
 			c.logf("serving on virtio-serial %s", port)
+			c.endBatch()
 			return serveSerial(ctx, c, srv, port)
 		}
 		if hasVirtioDevice(virtioVsockID) && !hasVirtioDevice(virtioConsoleID) {
 			c.logf("serving on vsock port %d", proto.VsockPort)
+			c.endBatch()
 			return serveVsock(ctx, c, srv)
 		}
 		if time.Now().After(deadline) {
