@@ -165,7 +165,7 @@ func (p *Provider) boot(ctx context.Context, spec runtime.SandboxSpec, stateDir 
 		vmcfg.NetworkSocket, vmcfg.NetworkAttach, vmcfg.MAC = bn.socket, bn.attach, boot.Net.MAC
 	}
 	newSandbox := func(m runtime.Machine) *Sandbox {
-		return &Sandbox{name: spec.Name, machine: m, stateDir: stateDir, grace: p.opts.ShutdownGrace, memoryMB: limits.MemoryMB, net: bn, fs: fs, agent: ag}
+		return &Sandbox{name: spec.Name, machine: m, stateDir: stateDir, grace: p.opts.ShutdownGrace, memoryMB: limits.MemoryMB, net: bn, fs: fs, agent: ag, secret: secret}
 	}
 	sb, detail, err := p.warmStart(ctx, boot, vmcfg, newSandbox)
 	if sb != nil || err != nil {
@@ -263,6 +263,9 @@ type Sandbox struct {
 	net      *boxNetwork // nil without network = True
 	fs       *boxFS
 	agent    *agentBox // nil for a command stage
+	// secret is the session secret the guest proved it holds in the handshake (a
+	// restored VM's is the one its re-key gave it).
+	secret string
 	once     sync.Once
 	closeErr error
 }

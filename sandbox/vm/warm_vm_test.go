@@ -90,6 +90,17 @@ func TestWarmStart(t *testing.T) {
 			t.Fatalf("uname outside the allow list = %v, want a refusal", err)
 		}
 	})
+	t.Run("different secrets", func(t *testing.T) {
+		// The handshake after each re-key is mutual: each guest proved it holds its own.
+		if a.secret == "" || a.secret == b.secret {
+			t.Fatalf("two VMs from one snapshot hold the same session secret")
+		}
+		for _, s := range []*Sandbox{a, b} {
+			if s.secret == list[0].Meta.Secret {
+				t.Fatalf("%s kept the snapshot's session secret", s.name)
+			}
+		}
+	})
 	t.Run("different entropy", func(t *testing.T) {
 		ra, _, _ := run(t, a, "", "sh", "-c", "head -c 32 /dev/urandom | od -An -tx1")
 		rb, _, _ := run(t, b, "", "sh", "-c", "head -c 32 /dev/urandom | od -An -tx1")
