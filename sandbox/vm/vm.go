@@ -265,7 +265,7 @@ type Sandbox struct {
 	agent    *agentBox // nil for a command stage
 	// secret is the session secret the guest proved it holds in the handshake (a
 	// restored VM's is the one its re-key gave it).
-	secret string
+	secret   string
 	once     sync.Once
 	closeErr error
 }
