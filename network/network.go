@@ -47,6 +47,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"github.com/voidbox/voidbox/runtime"
 )
 
 // HostName is the guest's name for the host's loopback, opened port by port with host:PORT.
@@ -428,14 +430,5 @@ func (n *Network) record(d decision) {
 }
 
 // Decision is one egress decision as Config.OnDecision receives it: the fields of its
-// log line.
-type Decision struct {
-	Allowed        bool
-	Proto          string // tcp, udp or dns
-	Dst            string // the guest-visible destination address, "" for a name query
-	Port           int
-	Name           string // the DNS name, when the decision was about one
-	Entry          string // the egress entry that allowed it
-	Reason         string
-	UnloggedBefore uint64 // decisions left out before this one (over the budget)
-}
+// log line. It is the runtime's type, so a sandbox passes it on as it is.
+type Decision = runtime.EgressDecision

@@ -62,9 +62,7 @@ func (p *Provider) openNetwork(ctx context.Context, spec runtime.SandboxSpec, st
 	}
 	// Decisions come while the stage runs, after Open returned: ctx's values (the
 	// attempt's reporter) outlive its deadline.
-	cfg.OnDecision = func(d network.Decision) {
-		runtime.ReportEgress(ctx, runtime.EgressDecision(d))
-	}
+	cfg.OnDecision = func(d network.Decision) { runtime.ReportEgress(ctx, d) }
 	n, err := network.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("network: %w", err)
