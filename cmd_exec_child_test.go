@@ -9,38 +9,21 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/voidbox/voidbox/internal/syncbuf"
 )
 
 // child is the built voidbox binary running as a separate process, so the tests can send
 // it real signals and give it real file descriptors (a pipe, /dev/full) as stdout.
 type child struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *syncbuf.Buffer
 	done   chan struct{}
 	err    error
-}
-
-// lockedBuffer collects a child's stderr while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startChild runs voidbox with args; tmp becomes its TMPDIR so the local sandbox's
@@ -52,7 +35,7 @@ func startChild(t *testing.T, tmp string, stdin io.Reader, stdout io.Writer, arg
 
 func startCommand(t *testing.T, cmd *exec.Cmd, tmp string, stdin io.Reader, stdout io.Writer) *child {
 	t.Helper()
-	c := &child{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	c := &child{cmd: cmd, stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, c.stderr
 	// A stage process voidbox failed to clean up holds stderr open; do not wait for it.
@@ -231,7 +214,7 @@ func TestExecKeepsIgnoredSIGHUPIgnored(t *testing.T) {
 	}
 	tmp := t.TempDir()
 	prog := writeFile(t, t.TempDir(), "p.star", "pipeline = box(name = \"nap\", cmd = [\"sh\", \"-c\", \"sleep 2; echo rested\"])\n")
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	c := startCommand(t, exec.Command(nohup, voidboxBin, "exec", "--sandbox", "local", prog), tmp, nil, &out)
 	c.waitStderr(t, "nap", 10*time.Second)
 	if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {

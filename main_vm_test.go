@@ -15,6 +15,7 @@ import (
 
 	"github.com/voidbox/voidbox/internal/anthropictest"
 	"github.com/voidbox/voidbox/internal/ocitest"
+	"github.com/voidbox/voidbox/internal/syncbuf"
 	"github.com/voidbox/voidbox/internal/vmstate"
 	"github.com/voidbox/voidbox/internal/vmtest"
 )
@@ -188,11 +189,11 @@ func TestVMExitCodeAndSignal(t *testing.T) {
 
 // startSlowRun starts voidbox as a separate process on a stage that runs for minutes
 // and returns once its VM is up.
-func startSlowRun(t *testing.T) (*exec.Cmd, string, *lockedBuffer) {
+func startSlowRun(t *testing.T) (*exec.Cmd, string, *syncbuf.Buffer) {
 	t.Helper()
 	prog := writeFile(t, t.TempDir(), "slow.star", `pipeline = box(name = "slow", cmd = ["sleep", "600"])`+"\n")
 	cmd := exec.Command(voidboxBin, vmArgs(t, prog)...)
-	stderr := &lockedBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

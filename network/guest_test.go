@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/containers/gvisor-tap-vsock/pkg/tap"
-	"github.com/voidbox/voidbox/network/frame"
 	"golang.org/x/net/dns/dnsmessage"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -31,6 +30,9 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/voidbox/voidbox/internal/syncbuf"
+	"github.com/voidbox/voidbox/network/frame"
 )
 
 // The tests drive a Network from a fake guest: a second gVisor netstack whose NIC speaks the
@@ -114,7 +116,7 @@ type env struct {
 	g        *fakeGuest
 	dialer   *testDialer
 	resolver *testResolver
-	logs     *syncBuffer
+	logs     *syncbuf.Buffer
 }
 
 func newEnv(t testing.TB, entries []string, mutate ...func(*Config)) *env {
@@ -126,7 +128,7 @@ func newEnv(t testing.TB, entries []string, mutate ...func(*Config)) *env {
 	e := &env{
 		dialer:   &testDialer{t: t, routes: map[string]string{}},
 		resolver: &testResolver{names: map[string][]netip.Addr{}},
-		logs:     &syncBuffer{},
+		logs:     &syncbuf.Buffer{},
 	}
 	cfg := Config{Policy: p, Resolver: e.resolver, Dialer: e.dialer, Log: slog.New(slog.NewJSONHandler(e.logs, nil))}
 	for _, m := range mutate {
@@ -414,23 +416,6 @@ func udpEchoServer(t testing.TB) string {
 		}
 	}()
 	return pc.LocalAddr().String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // dialUDP opens a connected UDP socket in the guest.

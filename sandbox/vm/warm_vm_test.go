@@ -1,49 +1,30 @@
 package vm
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/voidbox/voidbox/guest-agent/proto"
+	"github.com/voidbox/voidbox/internal/syncbuf"
 	"github.com/voidbox/voidbox/internal/vmtest"
 	"github.com/voidbox/voidbox/runtime"
 	"github.com/voidbox/voidbox/snapshot"
 )
 
-// syncBuffer is a notice writer tests read while VMs run.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // warmProvider is a provider with warm start on a test's own snapshot store.
-func warmProvider(t *testing.T) (*Provider, *WarmOptions, *syncBuffer) {
+func warmProvider(t *testing.T) (*Provider, *WarmOptions, *syncbuf.Buffer) {
 	t.Helper()
 	img := vmtest.Image(t)
 	store, err := snapshot.Open(filepath.Join(t.TempDir(), "snapshots"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	notices := &syncBuffer{}
+	notices := &syncbuf.Buffer{}
 	w := &WarmOptions{Store: store, Notice: notices}
 	p, err := New(Options{VMM: vmtest.TCG(t), Kernel: img.Kernel, Initramfs: img.Initramfs, Warm: w})
 	if err != nil {
