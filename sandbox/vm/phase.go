@@ -2,7 +2,7 @@ package vm
 
 import (
 	"net"
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -12,26 +12,22 @@ import (
 // That instant divides a start-up into vm.boot and agent.connect.
 type firstWord struct {
 	net.Conn
-	once sync.Once
-	at   time.Time
-	mu   sync.Mutex
+	at atomic.Pointer[time.Time] // the first byte's time (monotonic); nil until then
 }
 
 func (c *firstWord) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.once.Do(func() {
-			c.mu.Lock()
-			c.at = time.Now()
-			c.mu.Unlock()
-		})
+	if n > 0 && c.at.Load() == nil {
+		now := time.Now()
+		c.at.CompareAndSwap(nil, &now)
 	}
 	return n, err
 }
 
 // spoke is when the guest first sent bytes, or the zero time if it never did.
 func (c *firstWord) spoke() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.at
+	if t := c.at.Load(); t != nil {
+		return *t
+	}
+	return time.Time{}
 }
