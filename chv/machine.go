@@ -37,6 +37,7 @@ type machine struct {
 	stopping     atomic.Bool   // set when voidbox ends the VM, so an exit is expected
 	flooded      atomic.Bool   // set when the guest's console outgrew ConsoleLimit
 	done         chan struct{} // closed after exit and cleanup
+	consoleDone  chan struct{} // closed when capConsole has returned (its last lines handed on)
 	mu           sync.Mutex
 	err          error
 	cleanup      sync.Once
@@ -45,7 +46,7 @@ type machine struct {
 var _ runtime.Machine = (*machine)(nil)
 
 func newMachine(name string, p vmPaths) *machine {
-	return &machine{name: name, paths: p, api: newClient(p.API), done: make(chan struct{})}
+	return &machine{name: name, paths: p, api: newClient(p.API), done: make(chan struct{}), consoleDone: make(chan struct{})}
 }
 
 // action is what starting the VM is called in errors.
@@ -77,6 +78,7 @@ func (m *machine) start(p *proc) {
 // capConsole stops the VM once its console file outgrows ConsoleLimit, and hands
 // the lines Cloud Hypervisor appended to consoleLine on each poll.
 func (m *machine) capConsole() {
+	defer close(m.consoleDone)
 	tick := time.NewTicker(consolePoll)
 	defer tick.Stop()
 	var follow *consoleFollower
@@ -86,8 +88,8 @@ func (m *machine) capConsole() {
 	}
 	for {
 		select {
-		case <-m.done:
-			return
+		case <-m.p.done:
+			return // follow.close reads what the VMM wrote last
 		case <-tick.C:
 			if st, err := os.Lstat(m.paths.Console); err == nil && st.Size() > m.consoleLimit {
 				m.flooded.Store(true)
@@ -144,6 +146,8 @@ func (m *machine) watch() {
 	m.err = err
 	m.mu.Unlock()
 	m.release()
+	// Every console line is handed on before the VM is reported gone.
+	<-m.consoleDone
 	close(m.done)
 }
 
